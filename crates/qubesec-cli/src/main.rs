@@ -1,0 +1,2 @@
+//! The `qubesec` binary.
+fn main() {}

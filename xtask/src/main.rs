@@ -1,0 +1,52 @@
+//! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
+
+mod ci;
+mod demo;
+mod fuzz;
+mod testenv;
+mod tidy;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "QubeSec project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything CI checks: fmt, clippy, tidy, all tests, docs.
+    Ci,
+    /// Check the dependency direction between project crates.
+    Tidy,
+    /// Walk through the CLI: keys, encapsulation, signatures, fingerprints.
+    Demo,
+    /// Run every cargo-fuzz target for a short while (needs nightly + cargo-fuzz).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
+    /// Run the criterion benchmarks (core against peer implementations).
+    Bench,
+    /// Build and run a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager).
+    Testenv {
+        #[command(subcommand)]
+        command: testenv::Command,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Ci => ci::run(),
+        Command::Tidy => tidy::run(),
+        Command::Demo => demo::run(),
+        Command::Fuzz { seconds } => fuzz::run(seconds),
+        Command::Bench => util::cargo(&["bench", "-p", "qubesec-benches"]),
+        Command::Testenv { command } => testenv::run(command),
+    }
+}
