@@ -1,0 +1,122 @@
+//! ML-DSA (FIPS 204) over libcrux-ml-dsa: raw bytes in, raw bytes out.
+
+use libcrux_ml_dsa::{MLDSASignature, MLDSASigningKey, MLDSAVerificationKey, ml_dsa_44, ml_dsa_65, ml_dsa_87};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::alg::SignatureAlgorithm;
+use crate::error::{Error, Result};
+
+/// Binds `$m` to the libcrux module and `$pk`, `$sk`, `$sig` to the sizes.
+macro_rules! dispatch {
+    ($alg:expr, $m:ident, $pk:ident, $sk:ident, $sig:ident => $body:expr) => {
+        match $alg {
+            SignatureAlgorithm::MlDsa44 => {
+                use ml_dsa_44 as $m;
+                const $pk: usize = 1312;
+                const $sk: usize = 2560;
+                const $sig: usize = 2420;
+                $body
+            }
+            SignatureAlgorithm::MlDsa65 => {
+                use ml_dsa_65 as $m;
+                const $pk: usize = 1952;
+                const $sk: usize = 4032;
+                const $sig: usize = 3309;
+                $body
+            }
+            SignatureAlgorithm::MlDsa87 => {
+                use ml_dsa_87 as $m;
+                const $pk: usize = 2592;
+                const $sk: usize = 4896;
+                const $sig: usize = 4627;
+                $body
+            }
+            _ => Err(Error::WrongAlgorithm { expected: "ML-DSA".into(), found: $alg.name().into() }),
+        }
+    };
+}
+
+pub(crate) fn array<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N]> {
+    bytes.try_into().map_err(|_| Error::length(what, N, bytes.len()))
+}
+
+fn signing_key<const N: usize>(sk: &[u8]) -> Result<MLDSASigningKey<N>> {
+    Ok(MLDSASigningKey::new(array::<N>("ML-DSA private key", sk)?))
+}
+
+/// ML-DSA.KeyGen_internal(xi): returns (pk, sk).
+pub(crate) fn keygen(alg: SignatureAlgorithm, xi: &[u8; 32]) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>)> {
+    dispatch!(alg, m, PK, SK, SIG => {
+        let _ = (PK, SK, SIG);
+        let mut pair = m::generate_key_pair(*xi);
+        let sk = Zeroizing::new(pair.signing_key.as_slice().to_vec());
+        pair.signing_key.as_mut_slice().zeroize();
+        Ok((pair.verification_key.as_slice().to_vec(), sk))
+    })
+}
+
+/// ML-DSA.Sign(sk, M, ctx) with the given 32-byte `rnd` (all zero = deterministic).
+pub(crate) fn sign(alg: SignatureAlgorithm, sk: &[u8], msg: &[u8], ctx: &[u8], rnd: &[u8; 32]) -> Result<Vec<u8>> {
+    if ctx.len() > 255 {
+        return Err(Error::ContextTooLong { found: ctx.len() });
+    }
+    dispatch!(alg, m, PK, SK, SIG => {
+        let _ = (PK, SIG);
+        let mut key = signing_key::<SK>(sk)?;
+        let result = m::sign(&key, msg, ctx, *rnd);
+        key.as_mut_slice().zeroize();
+        result.map(|s| s.as_slice().to_vec()).map_err(|_| Error::Crypto)
+    })
+}
+
+/// ML-DSA.Verify(pk, M, sig, ctx).
+pub(crate) fn verify(alg: SignatureAlgorithm, pk: &[u8], msg: &[u8], ctx: &[u8], sig: &[u8]) -> Result<()> {
+    if ctx.len() > 255 {
+        return Err(Error::ContextTooLong { found: ctx.len() });
+    }
+    dispatch!(alg, m, PK, SK, SIG => {
+        let _ = SK;
+        let key = MLDSAVerificationKey::new(array::<PK>("ML-DSA public key", pk)?);
+        let Ok(sig) = array::<SIG>("ML-DSA signature", sig) else {
+            return Err(Error::VerificationFailed);
+        };
+        m::verify(&key, msg, ctx, &MLDSASignature::new(sig)).map_err(|_| Error::VerificationFailed)
+    })
+}
+
+/// `tr = H(pk, 64)`, which an expanded ML-DSA private key embeds at bytes 64..128.
+pub(crate) fn public_key_matches(pk: &[u8], sk: &[u8]) -> bool {
+    use sha3::digest::{ExtendableOutput, Update, XofReader};
+    let mut xof = sha3::Shake256::default();
+    xof.update(pk);
+    let mut tr = [0u8; 64];
+    xof.finalize_xof().read(&mut tr);
+    sk.get(64..128).is_some_and(|embedded| bool::from(subtle::ConstantTimeEq::ct_eq(embedded, &tr[..])))
+}
+
+/// FIPS 204 internal interface (Algorithms 7 and 8), for ACVP conformance only.
+#[cfg(feature = "hazmat")]
+pub(crate) mod internal {
+    use super::*;
+
+    pub(crate) fn sign(alg: SignatureAlgorithm, sk: &[u8], msg: &[u8], rnd: &[u8; 32]) -> Result<Vec<u8>> {
+        dispatch!(alg, m, PK, SK, SIG => {
+            let _ = (PK, SIG);
+            let mut key = signing_key::<SK>(sk)?;
+            let result = m::sign_internal(&key, msg, *rnd);
+            key.as_mut_slice().zeroize();
+            result.map(|s| s.as_slice().to_vec()).map_err(|_| Error::Crypto)
+        })
+    }
+
+    pub(crate) fn verify(alg: SignatureAlgorithm, pk: &[u8], msg: &[u8], sig: &[u8]) -> Result<()> {
+        dispatch!(alg, m, PK, SK, SIG => {
+            let _ = SK;
+            let key = MLDSAVerificationKey::new(array::<PK>("ML-DSA public key", pk)?);
+            let Ok(sig) = array::<SIG>("ML-DSA signature", sig) else {
+                return Err(Error::VerificationFailed);
+            };
+            m::verify_internal(&key, msg, &MLDSASignature::new(sig)).map_err(|_| Error::VerificationFailed)
+        })
+    }
+}
