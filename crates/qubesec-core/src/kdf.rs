@@ -21,7 +21,10 @@ pub struct Prk {
 
 impl core::fmt::Debug for Prk {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Prk").field("hash", &self.hash).field("bytes", &"<redacted>").finish()
+        f.debug_struct("Prk")
+            .field("hash", &self.hash)
+            .field("bytes", &"<redacted>")
+            .finish()
     }
 }
 
@@ -38,7 +41,10 @@ impl Prk {
                 found: bytes.len(),
             });
         }
-        Ok(Self { hash, bytes: Zeroizing::new(bytes.to_vec()) })
+        Ok(Self {
+            hash,
+            bytes: Zeroizing::new(bytes.to_vec()),
+        })
     }
 
     /// The PRK bytes.
@@ -59,7 +65,11 @@ pub const fn max_output_len(hash: HashAlgorithm) -> usize {
 
 fn check_len(hash: HashAlgorithm, len: usize) -> Result<()> {
     if len == 0 || len > max_output_len(hash) {
-        return Err(Error::KdfLength { requested: len, max: max_output_len(hash), hash: hash.name() });
+        return Err(Error::KdfLength {
+            requested: len,
+            max: max_output_len(hash),
+            hash: hash.name(),
+        });
     }
     Ok(())
 }
@@ -116,7 +126,13 @@ pub fn expand(prk: &Prk, info: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>> 
 ///
 /// # Errors
 /// [`Error::KdfLength`] unless `1 <= len <= 255 * HashLen`.
-pub fn derive(hash: HashAlgorithm, ikm: &[u8], salt: &[u8], info: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>> {
+pub fn derive(
+    hash: HashAlgorithm,
+    ikm: &[u8],
+    salt: &[u8],
+    info: &[u8],
+    len: usize,
+) -> Result<Zeroizing<Vec<u8>>> {
     check_len(hash, len)?;
     expand(&extract(hash, salt, ikm), info, len)
 }
@@ -124,8 +140,13 @@ pub fn derive(hash: HashAlgorithm, ikm: &[u8], salt: &[u8], info: &[u8], len: us
 /// Expand for any HMAC `hkdf` supports; shared by the public API and the RFC 5869 SHA-1 tests.
 pub(crate) fn expand_into<K: HmacImpl>(prk: &[u8], info: &[u8], okm: &mut [u8]) -> Result<()> {
     let len = K::output_size();
-    let kdf = GenericHkdf::<K>::from_prk(prk).map_err(|_| Error::length("HKDF PRK", len, prk.len()))?;
-    kdf.expand(info, okm).map_err(|_| Error::KdfLength { requested: okm.len(), max: 255 * len, hash: "HKDF hash" })
+    let kdf =
+        GenericHkdf::<K>::from_prk(prk).map_err(|_| Error::length("HKDF PRK", len, prk.len()))?;
+    kdf.expand(info, okm).map_err(|_| Error::KdfLength {
+        requested: okm.len(),
+        max: 255 * len,
+        hash: "HKDF hash",
+    })
 }
 
 #[cfg(test)]
@@ -135,9 +156,21 @@ mod tests {
     #[test]
     fn rejects_zero_and_too_long_outputs_with_the_limit() {
         let err = derive(HashAlgorithm::Sha256, b"k", b"", b"", 255 * 32 + 1).unwrap_err();
-        assert_eq!(err, Error::KdfLength { requested: 8161, max: 8160, hash: "sha256" });
+        assert_eq!(
+            err,
+            Error::KdfLength {
+                requested: 8161,
+                max: 8160,
+                hash: "sha256"
+            }
+        );
         assert!(derive(HashAlgorithm::Sha3_512, b"k", b"", b"", 0).is_err());
-        assert_eq!(derive(HashAlgorithm::Sha3_512, b"k", b"", b"", 255 * 64).unwrap().len(), 16320);
+        assert_eq!(
+            derive(HashAlgorithm::Sha3_512, b"k", b"", b"", 255 * 64)
+                .unwrap()
+                .len(),
+            16320
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! Everything here works on validated lengths; the public types in
 //! [`crate::kem`] check lengths before calling in.
 
-use libcrux_ml_kem::{MlKemCiphertext, MlKemPrivateKey, MlKemPublicKey, mlkem512, mlkem768, mlkem1024};
+use libcrux_ml_kem::{
+    MlKemCiphertext, MlKemPrivateKey, MlKemPublicKey, mlkem512, mlkem768, mlkem1024,
+};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::alg::KemAlgorithm;
@@ -35,13 +37,18 @@ macro_rules! dispatch {
                 const $ct: usize = 1568;
                 $body
             }
-            _ => Err(Error::WrongAlgorithm { expected: "ML-KEM".into(), found: $alg.name().into() }),
+            _ => Err(Error::WrongAlgorithm {
+                expected: "ML-KEM".into(),
+                found: $alg.name().into(),
+            }),
         }
     };
 }
 
 fn array<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N]> {
-    bytes.try_into().map_err(|_| Error::length(what, N, bytes.len()))
+    bytes
+        .try_into()
+        .map_err(|_| Error::length(what, N, bytes.len()))
 }
 
 /// ML-KEM.KeyGen_internal(d, z) from the 64-byte seed `d || z`: returns (ek, dk).
@@ -79,7 +86,11 @@ pub(crate) fn private_key_is_valid(alg: KemAlgorithm, dk: &[u8]) -> Result<bool>
 }
 
 /// ML-KEM.Encaps_internal(ek, m): returns (ciphertext, shared secret).
-pub(crate) fn encapsulate(alg: KemAlgorithm, ek: &[u8], randomness: &[u8; 32]) -> Result<(Vec<u8>, Zeroizing<[u8; 32]>)> {
+pub(crate) fn encapsulate(
+    alg: KemAlgorithm,
+    ek: &[u8],
+    randomness: &[u8; 32],
+) -> Result<(Vec<u8>, Zeroizing<[u8; 32]>)> {
     dispatch!(alg, m, PK, SK, CT => {
         let _ = (SK, CT);
         let pk = MlKemPublicKey::<PK>::from(array::<PK>("ML-KEM encapsulation key", ek)?);

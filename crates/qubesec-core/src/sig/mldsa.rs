@@ -1,6 +1,8 @@
 //! ML-DSA (FIPS 204) over libcrux-ml-dsa: raw bytes in, raw bytes out.
 
-use libcrux_ml_dsa::{MLDSASignature, MLDSASigningKey, MLDSAVerificationKey, ml_dsa_44, ml_dsa_65, ml_dsa_87};
+use libcrux_ml_dsa::{
+    MLDSASignature, MLDSASigningKey, MLDSAVerificationKey, ml_dsa_44, ml_dsa_65, ml_dsa_87,
+};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::alg::SignatureAlgorithm;
@@ -31,13 +33,18 @@ macro_rules! dispatch {
                 const $sig: usize = 4627;
                 $body
             }
-            _ => Err(Error::WrongAlgorithm { expected: "ML-DSA".into(), found: $alg.name().into() }),
+            _ => Err(Error::WrongAlgorithm {
+                expected: "ML-DSA".into(),
+                found: $alg.name().into(),
+            }),
         }
     };
 }
 
 pub(crate) fn array<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N]> {
-    bytes.try_into().map_err(|_| Error::length(what, N, bytes.len()))
+    bytes
+        .try_into()
+        .map_err(|_| Error::length(what, N, bytes.len()))
 }
 
 fn signing_key<const N: usize>(sk: &[u8]) -> Result<MLDSASigningKey<N>> {
@@ -45,7 +52,10 @@ fn signing_key<const N: usize>(sk: &[u8]) -> Result<MLDSASigningKey<N>> {
 }
 
 /// ML-DSA.KeyGen_internal(xi): returns (pk, sk).
-pub(crate) fn keygen(alg: SignatureAlgorithm, xi: &[u8; 32]) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>)> {
+pub(crate) fn keygen(
+    alg: SignatureAlgorithm,
+    xi: &[u8; 32],
+) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>)> {
     dispatch!(alg, m, PK, SK, SIG => {
         let _ = (PK, SK, SIG);
         let mut pair = m::generate_key_pair(*xi);
@@ -56,7 +66,13 @@ pub(crate) fn keygen(alg: SignatureAlgorithm, xi: &[u8; 32]) -> Result<(Vec<u8>,
 }
 
 /// ML-DSA.Sign(sk, M, ctx) with the given 32-byte `rnd` (all zero = deterministic).
-pub(crate) fn sign(alg: SignatureAlgorithm, sk: &[u8], msg: &[u8], ctx: &[u8], rnd: &[u8; 32]) -> Result<Vec<u8>> {
+pub(crate) fn sign(
+    alg: SignatureAlgorithm,
+    sk: &[u8],
+    msg: &[u8],
+    ctx: &[u8],
+    rnd: &[u8; 32],
+) -> Result<Vec<u8>> {
     if ctx.len() > 255 {
         return Err(Error::ContextTooLong { found: ctx.len() });
     }
@@ -70,7 +86,13 @@ pub(crate) fn sign(alg: SignatureAlgorithm, sk: &[u8], msg: &[u8], ctx: &[u8], r
 }
 
 /// ML-DSA.Verify(pk, M, sig, ctx).
-pub(crate) fn verify(alg: SignatureAlgorithm, pk: &[u8], msg: &[u8], ctx: &[u8], sig: &[u8]) -> Result<()> {
+pub(crate) fn verify(
+    alg: SignatureAlgorithm,
+    pk: &[u8],
+    msg: &[u8],
+    ctx: &[u8],
+    sig: &[u8],
+) -> Result<()> {
     if ctx.len() > 255 {
         return Err(Error::ContextTooLong { found: ctx.len() });
     }
@@ -91,7 +113,8 @@ pub(crate) fn public_key_matches(pk: &[u8], sk: &[u8]) -> bool {
     xof.update(pk);
     let mut tr = [0u8; 64];
     xof.finalize_xof().read(&mut tr);
-    sk.get(64..128).is_some_and(|embedded| bool::from(subtle::ConstantTimeEq::ct_eq(embedded, &tr[..])))
+    sk.get(64..128)
+        .is_some_and(|embedded| bool::from(subtle::ConstantTimeEq::ct_eq(embedded, &tr[..])))
 }
 
 /// FIPS 204 internal interface (Algorithms 7 and 8), for ACVP conformance only.
@@ -99,7 +122,12 @@ pub(crate) fn public_key_matches(pk: &[u8], sk: &[u8]) -> bool {
 pub(crate) mod internal {
     use super::*;
 
-    pub(crate) fn sign(alg: SignatureAlgorithm, sk: &[u8], msg: &[u8], rnd: &[u8; 32]) -> Result<Vec<u8>> {
+    pub(crate) fn sign(
+        alg: SignatureAlgorithm,
+        sk: &[u8],
+        msg: &[u8],
+        rnd: &[u8; 32],
+    ) -> Result<Vec<u8>> {
         dispatch!(alg, m, PK, SK, SIG => {
             let _ = (PK, SIG);
             let mut key = signing_key::<SK>(sk)?;
@@ -119,4 +147,36 @@ pub(crate) mod internal {
             m::verify_internal(&key, msg, &MLDSASignature::new(sig)).map_err(|_| Error::VerificationFailed)
         })
     }
+}
+
+/// FIPS 204 range check on an expanded private key: every coefficient of
+/// `s1` and `s2` must decode into `[-eta, eta]` (encoded as `eta - c` in 3 or 4 bits).
+pub(crate) fn expanded_key_is_valid(alg: SignatureAlgorithm, sk: &[u8]) -> bool {
+    let (k, l, eta, bits) = match alg {
+        SignatureAlgorithm::MlDsa44 => (4, 4, 2u32, 3),
+        SignatureAlgorithm::MlDsa65 => (6, 5, 4, 4),
+        SignatureAlgorithm::MlDsa87 => (8, 7, 2, 3),
+        _ => return false,
+    };
+    let start = 128; // rho (32) || K (32) || tr (64)
+    let len = (k + l) * 32 * bits;
+    let Some(packed) = sk.get(start..start + len) else {
+        return false;
+    };
+    // Little-endian bit unpacking, `bits` bits per coefficient.
+    let mut acc: u32 = 0;
+    let mut have = 0;
+    let mut ok = 1u32;
+    for &byte in packed {
+        acc |= u32::from(byte) << have;
+        have += 8;
+        while have >= bits {
+            let c = acc & ((1 << bits) - 1);
+            // Branch-free: stays 1 only while every c <= 2*eta.
+            ok &= u32::from(c <= 2 * eta);
+            acc >>= bits;
+            have -= bits;
+        }
+    }
+    ok == 1
 }

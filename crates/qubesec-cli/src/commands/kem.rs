@@ -1,0 +1,97 @@
+//! `qubesec kem keygen|encaps|decaps`.
+
+use std::io::Write;
+
+use qubesec_core::{Algorithm, KemAlgorithm, KemCiphertext, KemPrivateKey, PrivateKey, PublicKey};
+
+use super::{distinct_outputs, load_private_key, load_public_key, warn_deprecated};
+use crate::cli::{KemCommand, KemDecapsArgs, KemEncapsArgs, KemKeygenArgs};
+use crate::error::Failure;
+use crate::files::{self, Sensitivity};
+
+/// Largest ciphertext file worth reading (the largest ciphertext is 1568 bytes).
+const CIPHERTEXT_LIMIT: u64 = 64 * 1024;
+
+pub(super) fn run(command: KemCommand, err: &mut dyn Write) -> Result<(), Failure> {
+    match command {
+        KemCommand::Keygen(a) => keygen(&a, err),
+        KemCommand::Encaps(a) => encaps(&a),
+        KemCommand::Decaps(a) => decaps(&a),
+    }
+}
+
+/// Parses `--alg`, accepting only KEM algorithms.
+fn parse_alg(name: &str, err: &mut dyn Write) -> Result<KemAlgorithm, Failure> {
+    match KemAlgorithm::parse(name) {
+        Ok((alg, alias)) => {
+            warn_deprecated(alias, err);
+            Ok(alg)
+        }
+        Err(e) => Err(match Algorithm::parse(name) {
+            Ok((other, _)) => Failure::input(
+                "--alg",
+                format_args!(
+                    "{other} is a signature algorithm; `kem keygen` needs a KEM: {} (use `sig keygen` for signature keys)",
+                    kem_names()
+                ),
+            ),
+            Err(_) => Failure::input("--alg", e),
+        }),
+    }
+}
+
+fn kem_names() -> String {
+    KemAlgorithm::ALL
+        .iter()
+        .map(|a| a.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn keygen(args: &KemKeygenArgs, err: &mut dyn Write) -> Result<(), Failure> {
+    let alg = parse_alg(&args.alg, err)?;
+    distinct_outputs(("--key", &args.key), ("--pub", &args.public))?;
+    let key = KemPrivateKey::generate(alg).map_err(|e| Failure::input("kem keygen", e))?;
+    let public = PublicKey::from(key.public_key().clone());
+    let private = PrivateKey::from(key);
+    let private_pem = private
+        .to_pkcs8_pem()
+        .map_err(|e| Failure::input(args.key.display(), e))?;
+    let public_pem = public
+        .to_spki_pem()
+        .map_err(|e| Failure::input(args.public.display(), e))?;
+    files::write(&args.key, private_pem.as_bytes(), Sensitivity::Secret)?;
+    files::write(&args.public, public_pem.as_bytes(), Sensitivity::Public)
+}
+
+fn encaps(args: &KemEncapsArgs) -> Result<(), Failure> {
+    distinct_outputs(
+        ("--ciphertext", &args.ciphertext),
+        ("--secret", &args.secret),
+    )?;
+    let public = load_public_key(&args.public)?
+        .into_kem()
+        .map_err(|e| Failure::input(args.public.display(), e))?;
+    let (ciphertext, secret) = public
+        .encapsulate()
+        .map_err(|e| Failure::input("kem encaps", e))?;
+    files::write(&args.ciphertext, ciphertext.as_bytes(), Sensitivity::Public)?;
+    files::write(&args.secret, secret.as_bytes(), Sensitivity::Secret)
+}
+
+fn decaps(args: &KemDecapsArgs) -> Result<(), Failure> {
+    let key = load_private_key(&args.key)?
+        .into_kem()
+        .map_err(|e| Failure::input(args.key.display(), e))?;
+    let bytes = files::read(&args.ciphertext, Some(CIPHERTEXT_LIMIT))?;
+    let ciphertext = KemCiphertext::from_bytes(key.algorithm(), &bytes).map_err(|e| {
+        Failure::input(
+            args.ciphertext.display(),
+            format_args!("{e} (the key is {})", key.algorithm()),
+        )
+    })?;
+    let secret = key
+        .decapsulate(&ciphertext)
+        .map_err(|e| Failure::input(args.ciphertext.display(), e))?;
+    files::write(&args.secret, secret.as_bytes(), Sensitivity::Secret)
+}
