@@ -247,6 +247,11 @@ impl ControlPlane {
         &self.started_pids
     }
 
+    /// The running kube-apiserver's pid.
+    pub fn apiserver_pid(&self) -> Option<u32> {
+        self.apiserver.as_ref().map(Component::pid)
+    }
+
     /// The log files of the components, by name.
     pub fn log_files(&self) -> Vec<(&'static str, PathBuf)> {
         self.components()

@@ -7,7 +7,10 @@ use std::time::Duration;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong starting, using or stopping a control plane.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the message and its causes (not the struct), so a test's
+/// `.unwrap()` shows what to do, e.g. "run `cargo xtask testenv build`".
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The etcd / Kubernetes binaries have not been built (or the build is stale).
@@ -70,6 +73,18 @@ pub enum Error {
     /// A request to etcd's JSON gateway failed or returned something unexpected.
     #[error("etcd request failed: {0}")]
     Etcd(String),
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, "\ncaused by: {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
 }
 
 impl Error {

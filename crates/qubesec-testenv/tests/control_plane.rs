@@ -107,7 +107,7 @@ async fn secrets_in_etcd_restart_and_garbage_collection() {
     );
 
     // Restart the apiserver with an extra flag; etcd keeps the data.
-    let old_pid = *cp.started_pids().last().unwrap();
+    let old_pid = cp.apiserver_pid().unwrap();
     let restarted = Instant::now();
     cp.restart_apiserver(["--v=1"]).await.unwrap();
     eprintln!(
@@ -116,6 +116,7 @@ async fn secrets_in_etcd_restart_and_garbage_collection() {
     );
     assert_eq!(cp.apiserver_args(), ["--v=1"]);
     assert!(!process_alive(old_pid), "the old apiserver is still alive");
+    assert_ne!(cp.apiserver_pid(), Some(old_pid));
     let secrets: Api<Secret> = Api::namespaced(cp.client(), ns);
     let back = secrets.get("canary").await.unwrap();
     assert_eq!(
