@@ -14,7 +14,8 @@ use crate::sig::{SigningKey, VerifyingKey, mldsa, slhdsa};
 /// # Errors
 /// [`crate::Error::WrongAlgorithm`] for SLH-DSA keys.
 pub fn ml_dsa_sign_internal(key: &SigningKey, msg: &[u8], rnd: &[u8; 32]) -> Result<Vec<u8>> {
-    mldsa::internal::sign(key.algorithm(), key.expanded_key(), msg, rnd)
+    let key = mldsa::SignKey::from_bytes(key.algorithm(), key.expanded_key())?;
+    mldsa::internal::sign(&key, msg, rnd)
 }
 
 /// ML-DSA.Verify_internal (FIPS 204 Algorithm 8).

@@ -51,16 +51,91 @@ fn array<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N]> {
         .map_err(|_| Error::length(what, N, bytes.len()))
 }
 
+/// An expanded decapsulation key in the backend's own type, boxed so that it
+/// is never copied per operation, and zeroized on drop.
+pub(crate) enum DecapsKey {
+    K512(Box<MlKemPrivateKey<1632>>),
+    K768(Box<MlKemPrivateKey<2400>>),
+    K1024(Box<MlKemPrivateKey<3168>>),
+}
+
+impl DecapsKey {
+    fn wrap<const SK: usize>(alg: KemAlgorithm, sk: MlKemPrivateKey<SK>) -> Result<Self> {
+        let bytes: [u8; SK] = sk.into();
+        let mut bytes = Zeroizing::new(bytes);
+        let out = match alg {
+            KemAlgorithm::MlKem512 => Self::K512(Box::new(MlKemPrivateKey::from(array::<1632>(
+                "dk",
+                &bytes[..],
+            )?))),
+            KemAlgorithm::MlKem768 => Self::K768(Box::new(MlKemPrivateKey::from(array::<2400>(
+                "dk",
+                &bytes[..],
+            )?))),
+            KemAlgorithm::MlKem1024 => Self::K1024(Box::new(MlKemPrivateKey::from(array::<3168>(
+                "dk",
+                &bytes[..],
+            )?))),
+            _ => {
+                return Err(Error::WrongAlgorithm {
+                    expected: "ML-KEM".into(),
+                    found: alg.name().into(),
+                });
+            }
+        };
+        bytes.zeroize();
+        Ok(out)
+    }
+
+    /// Reads an expanded key of the right length (checks are the caller's).
+    pub(crate) fn from_bytes(alg: KemAlgorithm, dk: &[u8]) -> Result<Self> {
+        Ok(match alg {
+            KemAlgorithm::MlKem512 => Self::K512(Box::new(MlKemPrivateKey::from(array::<1632>(
+                "ML-KEM decapsulation key",
+                dk,
+            )?))),
+            KemAlgorithm::MlKem768 => Self::K768(Box::new(MlKemPrivateKey::from(array::<2400>(
+                "ML-KEM decapsulation key",
+                dk,
+            )?))),
+            KemAlgorithm::MlKem1024 => Self::K1024(Box::new(MlKemPrivateKey::from(array::<3168>(
+                "ML-KEM decapsulation key",
+                dk,
+            )?))),
+            _ => {
+                return Err(Error::WrongAlgorithm {
+                    expected: "ML-KEM".into(),
+                    found: alg.name().into(),
+                });
+            }
+        })
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::K512(k) => k.as_slice(),
+            Self::K768(k) => k.as_slice(),
+            Self::K1024(k) => k.as_slice(),
+        }
+    }
+}
+
+impl Drop for DecapsKey {
+    fn drop(&mut self) {
+        match self {
+            Self::K512(k) => k[0..1632].zeroize(),
+            Self::K768(k) => k[0..2400].zeroize(),
+            Self::K1024(k) => k[0..3168].zeroize(),
+        }
+    }
+}
+
 /// ML-KEM.KeyGen_internal(d, z) from the 64-byte seed `d || z`: returns (ek, dk).
-pub(crate) fn keygen(alg: KemAlgorithm, seed: &[u8; 64]) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>)> {
+pub(crate) fn keygen(alg: KemAlgorithm, seed: &[u8; 64]) -> Result<(Vec<u8>, DecapsKey)> {
     dispatch!(alg, m, PK, SK, CT => {
-        let pair = m::generate_key_pair(*seed);
-        let (mut sk, pk) = pair.into_parts();
-        let dk = Zeroizing::new(sk.as_slice().to_vec());
-        sk[0..SK].zeroize();
-        let _ = CT;
-        debug_assert_eq!(pk.as_slice().len(), PK);
-        Ok((pk.as_slice().to_vec(), dk))
+        let _ = (PK, SK, CT);
+        let (sk, pk) = m::generate_key_pair(*seed).into_parts();
+        Ok((pk.as_slice().to_vec(), DecapsKey::wrap(alg, sk)?))
     })
 }
 
@@ -100,15 +175,19 @@ pub(crate) fn encapsulate(
 }
 
 /// ML-KEM.Decaps_internal(dk, c), with implicit rejection.
-pub(crate) fn decapsulate(alg: KemAlgorithm, dk: &[u8], ct: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
-    dispatch!(alg, m, PK, SK, CT => {
-        let _ = PK;
-        let c = MlKemCiphertext::<CT>::from(array::<CT>("ML-KEM ciphertext", ct)?);
-        let mut sk = MlKemPrivateKey::<SK>::from(array::<SK>("ML-KEM decapsulation key", dk)?);
-        let ss = Zeroizing::new(m::decapsulate(&sk, &c));
-        sk[0..SK].zeroize();
-        Ok(ss)
-    })
+pub(crate) fn decapsulate(dk: &DecapsKey, ct: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+    const WHAT: &str = "ML-KEM ciphertext";
+    Ok(Zeroizing::new(match dk {
+        DecapsKey::K512(k) => {
+            mlkem512::decapsulate(k, &MlKemCiphertext::from(array::<768>(WHAT, ct)?))
+        }
+        DecapsKey::K768(k) => {
+            mlkem768::decapsulate(k, &MlKemCiphertext::from(array::<1088>(WHAT, ct)?))
+        }
+        DecapsKey::K1024(k) => {
+            mlkem1024::decapsulate(k, &MlKemCiphertext::from(array::<1568>(WHAT, ct)?))
+        }
+    }))
 }
 
 /// The encapsulation key embedded in an expanded decapsulation key

@@ -165,7 +165,7 @@ impl KemCiphertext {
 }
 
 enum Decapsulator {
-    MlKem(Zeroizing<Vec<u8>>),
+    MlKem(mlkem::DecapsKey),
     XWing(xwing::Expanded),
 }
 
@@ -266,7 +266,7 @@ impl KemPrivateKey {
         Ok(Self {
             alg,
             seed: None,
-            inner: Decapsulator::MlKem(Zeroizing::new(dk.to_vec())),
+            inner: Decapsulator::MlKem(mlkem::DecapsKey::from_bytes(alg, dk)?),
             public,
         })
     }
@@ -301,7 +301,7 @@ impl KemPrivateKey {
     /// The expanded decapsulation key (FIPS 203 `dk`); for X-Wing, its 32-byte seed.
     pub fn expanded_key(&self) -> &[u8] {
         match &self.inner {
-            Decapsulator::MlKem(dk) => dk,
+            Decapsulator::MlKem(dk) => dk.as_bytes(),
             Decapsulator::XWing(_) => self.seed().unwrap_or_default(),
         }
     }
@@ -319,7 +319,7 @@ impl KemPrivateKey {
             });
         }
         let ss = match &self.inner {
-            Decapsulator::MlKem(dk) => mlkem::decapsulate(self.alg, dk, &ct.bytes)?,
+            Decapsulator::MlKem(dk) => mlkem::decapsulate(dk, &ct.bytes)?,
             Decapsulator::XWing(expanded) => xwing::decapsulate(expanded, &ct.bytes)?,
         };
         Ok(SharedSecret::new(ss))

@@ -20,7 +20,7 @@ const CT_M: usize = 1088;
 
 /// The expanded private state: ML-KEM-768 decapsulation key, X25519 scalar, and the public key.
 pub(crate) struct Expanded {
-    pub(crate) dk_m: Zeroizing<Vec<u8>>,
+    pub(crate) dk_m: mlkem::DecapsKey,
     pub(crate) sk_x: Zeroizing<[u8; 32]>,
     pub(crate) pk: Vec<u8>,
 }
@@ -94,7 +94,7 @@ pub(crate) fn decapsulate(expanded: &Expanded, ct: &[u8]) -> Result<Zeroizing<[u
     let ct_x: [u8; 32] = ct_x
         .try_into()
         .map_err(|_| Error::length("X25519 ciphertext", 32, ct_x.len()))?;
-    let ss_m = mlkem::decapsulate(KemAlgorithm::MlKem768, &expanded.dk_m, ct_m)?;
+    let ss_m = mlkem::decapsulate(&expanded.dk_m, ct_m)?;
     let ss_x = Zeroizing::new(x25519_dalek::x25519(*expanded.sk_x, ct_x));
     let pk_x = expanded.pk.get(PK_M..).unwrap_or_default();
     Ok(combine(&ss_m, &ss_x, &ct_x, pk_x))

@@ -3,7 +3,7 @@
 use libcrux_ml_dsa::{
     MLDSASignature, MLDSASigningKey, MLDSAVerificationKey, ml_dsa_44, ml_dsa_65, ml_dsa_87,
 };
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use crate::alg::SignatureAlgorithm;
 use crate::error::{Error, Result};
@@ -47,42 +47,100 @@ pub(crate) fn array<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<
         .map_err(|_| Error::length(what, N, bytes.len()))
 }
 
-fn signing_key<const N: usize>(sk: &[u8]) -> Result<MLDSASigningKey<N>> {
-    Ok(MLDSASigningKey::new(array::<N>("ML-DSA private key", sk)?))
+/// An expanded signing key in the backend's own type, boxed so that it is
+/// never copied per operation, and zeroized on drop.
+pub(crate) enum SignKey {
+    D44(Box<MLDSASigningKey<2560>>),
+    D65(Box<MLDSASigningKey<4032>>),
+    D87(Box<MLDSASigningKey<4896>>),
+}
+
+impl SignKey {
+    /// Reads an expanded key of the right length (range checks are the caller's).
+    pub(crate) fn from_bytes(alg: SignatureAlgorithm, sk: &[u8]) -> Result<Self> {
+        const WHAT: &str = "ML-DSA private key";
+        Ok(match alg {
+            SignatureAlgorithm::MlDsa44 => {
+                Self::D44(Box::new(MLDSASigningKey::new(array(WHAT, sk)?)))
+            }
+            SignatureAlgorithm::MlDsa65 => {
+                Self::D65(Box::new(MLDSASigningKey::new(array(WHAT, sk)?)))
+            }
+            SignatureAlgorithm::MlDsa87 => {
+                Self::D87(Box::new(MLDSASigningKey::new(array(WHAT, sk)?)))
+            }
+            _ => {
+                return Err(Error::WrongAlgorithm {
+                    expected: "ML-DSA".into(),
+                    found: alg.name().into(),
+                });
+            }
+        })
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::D44(k) => k.as_slice(),
+            Self::D65(k) => k.as_slice(),
+            Self::D87(k) => k.as_slice(),
+        }
+    }
+}
+
+impl Drop for SignKey {
+    fn drop(&mut self) {
+        match self {
+            Self::D44(k) => k.as_mut_slice().zeroize(),
+            Self::D65(k) => k.as_mut_slice().zeroize(),
+            Self::D87(k) => k.as_mut_slice().zeroize(),
+        }
+    }
 }
 
 /// ML-DSA.KeyGen_internal(xi): returns (pk, sk).
-pub(crate) fn keygen(
-    alg: SignatureAlgorithm,
-    xi: &[u8; 32],
-) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>)> {
-    dispatch!(alg, m, PK, SK, SIG => {
-        let _ = (PK, SK, SIG);
-        let mut pair = m::generate_key_pair(*xi);
-        let sk = Zeroizing::new(pair.signing_key.as_slice().to_vec());
-        pair.signing_key.as_mut_slice().zeroize();
-        Ok((pair.verification_key.as_slice().to_vec(), sk))
+pub(crate) fn keygen(alg: SignatureAlgorithm, xi: &[u8; 32]) -> Result<(Vec<u8>, SignKey)> {
+    Ok(match alg {
+        SignatureAlgorithm::MlDsa44 => {
+            let pair = ml_dsa_44::generate_key_pair(*xi);
+            (
+                pair.verification_key.as_slice().to_vec(),
+                SignKey::D44(Box::new(pair.signing_key)),
+            )
+        }
+        SignatureAlgorithm::MlDsa65 => {
+            let pair = ml_dsa_65::generate_key_pair(*xi);
+            (
+                pair.verification_key.as_slice().to_vec(),
+                SignKey::D65(Box::new(pair.signing_key)),
+            )
+        }
+        SignatureAlgorithm::MlDsa87 => {
+            let pair = ml_dsa_87::generate_key_pair(*xi);
+            (
+                pair.verification_key.as_slice().to_vec(),
+                SignKey::D87(Box::new(pair.signing_key)),
+            )
+        }
+        _ => {
+            return Err(Error::WrongAlgorithm {
+                expected: "ML-DSA".into(),
+                found: alg.name().into(),
+            });
+        }
     })
 }
 
 /// ML-DSA.Sign(sk, M, ctx) with the given 32-byte `rnd` (all zero = deterministic).
-pub(crate) fn sign(
-    alg: SignatureAlgorithm,
-    sk: &[u8],
-    msg: &[u8],
-    ctx: &[u8],
-    rnd: &[u8; 32],
-) -> Result<Vec<u8>> {
+pub(crate) fn sign(key: &SignKey, msg: &[u8], ctx: &[u8], rnd: &[u8; 32]) -> Result<Vec<u8>> {
     if ctx.len() > 255 {
         return Err(Error::ContextTooLong { found: ctx.len() });
     }
-    dispatch!(alg, m, PK, SK, SIG => {
-        let _ = (PK, SIG);
-        let mut key = signing_key::<SK>(sk)?;
-        let result = m::sign(&key, msg, ctx, *rnd);
-        key.as_mut_slice().zeroize();
-        result.map(|s| s.as_slice().to_vec()).map_err(|_| Error::Crypto)
-    })
+    let sig = match key {
+        SignKey::D44(k) => ml_dsa_44::sign(k, msg, ctx, *rnd).map(|s| s.as_slice().to_vec()),
+        SignKey::D65(k) => ml_dsa_65::sign(k, msg, ctx, *rnd).map(|s| s.as_slice().to_vec()),
+        SignKey::D87(k) => ml_dsa_87::sign(k, msg, ctx, *rnd).map(|s| s.as_slice().to_vec()),
+    };
+    sig.map_err(|_| Error::Crypto)
 }
 
 /// ML-DSA.Verify(pk, M, sig, ctx).
@@ -122,19 +180,19 @@ pub(crate) fn public_key_matches(pk: &[u8], sk: &[u8]) -> bool {
 pub(crate) mod internal {
     use super::*;
 
-    pub(crate) fn sign(
-        alg: SignatureAlgorithm,
-        sk: &[u8],
-        msg: &[u8],
-        rnd: &[u8; 32],
-    ) -> Result<Vec<u8>> {
-        dispatch!(alg, m, PK, SK, SIG => {
-            let _ = (PK, SIG);
-            let mut key = signing_key::<SK>(sk)?;
-            let result = m::sign_internal(&key, msg, *rnd);
-            key.as_mut_slice().zeroize();
-            result.map(|s| s.as_slice().to_vec()).map_err(|_| Error::Crypto)
-        })
+    pub(crate) fn sign(key: &SignKey, msg: &[u8], rnd: &[u8; 32]) -> Result<Vec<u8>> {
+        let sig = match key {
+            SignKey::D44(k) => {
+                ml_dsa_44::sign_internal(k, msg, *rnd).map(|s| s.as_slice().to_vec())
+            }
+            SignKey::D65(k) => {
+                ml_dsa_65::sign_internal(k, msg, *rnd).map(|s| s.as_slice().to_vec())
+            }
+            SignKey::D87(k) => {
+                ml_dsa_87::sign_internal(k, msg, *rnd).map(|s| s.as_slice().to_vec())
+            }
+        };
+        sig.map_err(|_| Error::Crypto)
     }
 
     pub(crate) fn verify(alg: SignatureAlgorithm, pk: &[u8], msg: &[u8], sig: &[u8]) -> Result<()> {

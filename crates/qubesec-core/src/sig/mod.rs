@@ -131,6 +131,22 @@ impl Signature {
     }
 }
 
+/// The expanded private key: the backend's own boxed type for ML-DSA (no
+/// per-operation copies), bytes for SLH-DSA. Both zeroize on drop.
+enum Secret {
+    MlDsa(mldsa::SignKey),
+    SlhDsa(Zeroizing<Vec<u8>>),
+}
+
+impl Secret {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::MlDsa(k) => k.as_bytes(),
+            Self::SlhDsa(k) => k,
+        }
+    }
+}
+
 /// A signature private (signing) key.
 ///
 /// ML-DSA keys remember their 32-byte seed `xi` when generated or loaded from
@@ -140,7 +156,7 @@ impl Signature {
 pub struct SigningKey {
     alg: SignatureAlgorithm,
     seed: Option<Zeroizing<Vec<u8>>>,
-    expanded: Zeroizing<Vec<u8>>,
+    expanded: Secret,
     public: Option<VerifyingKey>,
 }
 
@@ -186,7 +202,7 @@ impl SigningKey {
         Ok(Self {
             alg,
             seed: Some(Zeroizing::new(xi.to_vec())),
-            expanded: sk,
+            expanded: Secret::MlDsa(sk),
             public: Some(VerifyingKey { alg, bytes: pk }),
         })
     }
@@ -205,7 +221,7 @@ impl SigningKey {
         Ok(Self {
             alg,
             seed: None,
-            expanded: sk,
+            expanded: Secret::SlhDsa(sk),
             public: Some(VerifyingKey { alg, bytes: pk }),
         })
     }
@@ -261,7 +277,11 @@ impl SigningKey {
         Ok(Self {
             alg,
             seed: None,
-            expanded: Zeroizing::new(sk.to_vec()),
+            expanded: if alg.is_ml_dsa() {
+                Secret::MlDsa(mldsa::SignKey::from_bytes(alg, sk)?)
+            } else {
+                Secret::SlhDsa(Zeroizing::new(sk.to_vec()))
+            },
             public,
         })
     }
@@ -272,7 +292,7 @@ impl SigningKey {
     /// As [`Self::from_seed`], plus [`Error::InconsistentKey`].
     pub fn from_seed_and_expanded(alg: SignatureAlgorithm, xi: &[u8], sk: &[u8]) -> Result<Self> {
         let key = Self::from_seed(alg, xi)?;
-        if !bool::from(key.expanded.as_slice().ct_eq(sk)) {
+        if !bool::from(key.expanded.as_bytes().ct_eq(sk)) {
             return Err(Error::InconsistentKey);
         }
         Ok(key)
@@ -300,7 +320,7 @@ impl SigningKey {
         let belongs = public.alg == self.alg
             && match &self.public {
                 Some(p) => *p == public,
-                None => mldsa::public_key_matches(&public.bytes, &self.expanded),
+                None => mldsa::public_key_matches(&public.bytes, self.expanded.as_bytes()),
             };
         if !belongs {
             return Err(Error::InconsistentPublicKey);
@@ -316,7 +336,7 @@ impl SigningKey {
 
     /// The expanded private key bytes.
     pub fn expanded_key(&self) -> &[u8] {
-        &self.expanded
+        self.expanded.as_bytes()
     }
 
     /// Hedged signing (FIPS 204/205 default): fresh OS randomness is mixed in.
@@ -357,7 +377,10 @@ impl SigningKey {
                 Some(r) => Zeroizing::new(mldsa::array::<32>("ML-DSA signing randomness", r)?),
                 None => Zeroizing::new([0u8; 32]),
             };
-            mldsa::sign(self.alg, &self.expanded, msg, ctx, &rnd)?
+            match &self.expanded {
+                Secret::MlDsa(key) => mldsa::sign(key, msg, ctx, &rnd)?,
+                Secret::SlhDsa(_) => return Err(Error::Crypto),
+            }
         } else {
             if let Some(r) = randomness.filter(|r| r.len() != self.alg.slh_dsa_n()) {
                 return Err(Error::length(
@@ -366,7 +389,7 @@ impl SigningKey {
                     r.len(),
                 ));
             }
-            slhdsa::sign(self.alg, &self.expanded, msg, ctx, randomness)?
+            slhdsa::sign(self.alg, self.expanded.as_bytes(), msg, ctx, randomness)?
         };
         Ok(Signature {
             alg: self.alg,
@@ -380,7 +403,7 @@ impl ConstantTimeEq for SigningKey {
         if self.alg != other.alg {
             return subtle::Choice::from(0);
         }
-        self.expanded.as_slice().ct_eq(other.expanded.as_slice())
+        self.expanded.as_bytes().ct_eq(other.expanded.as_bytes())
     }
 }
 
