@@ -26,29 +26,17 @@ fn ml_kem_768(c: &mut Criterion) {
     // qubesec-core (libcrux underneath, plus validation and owned types)
     let key = KemPrivateKey::generate(KemAlgorithm::MlKem768).unwrap();
     let (ct, _) = key.public_key().encapsulate().unwrap();
-    g.bench_function("keygen/qubesec-core", |b| {
-        b.iter(|| KemPrivateKey::generate(KemAlgorithm::MlKem768).unwrap())
-    });
-    g.bench_function("encaps/qubesec-core", |b| {
-        b.iter(|| key.public_key().encapsulate().unwrap())
-    });
-    g.bench_function("decaps/qubesec-core", |b| {
-        b.iter(|| key.decapsulate(black_box(&ct)).unwrap())
-    });
+    g.bench_function("keygen/qubesec-core", |b| b.iter(|| KemPrivateKey::generate(KemAlgorithm::MlKem768).unwrap()));
+    g.bench_function("encaps/qubesec-core", |b| b.iter(|| key.public_key().encapsulate().unwrap()));
+    g.bench_function("decaps/qubesec-core", |b| b.iter(|| key.decapsulate(black_box(&ct)).unwrap()));
 
     // libcrux-ml-kem directly
     use libcrux_ml_kem::mlkem768;
     let pair = mlkem768::generate_key_pair(random());
     let (lct, _) = mlkem768::encapsulate(pair.public_key(), random());
-    g.bench_function("keygen/libcrux", |b| {
-        b.iter(|| mlkem768::generate_key_pair(random()))
-    });
-    g.bench_function("encaps/libcrux", |b| {
-        b.iter(|| mlkem768::encapsulate(pair.public_key(), random()))
-    });
-    g.bench_function("decaps/libcrux", |b| {
-        b.iter(|| mlkem768::decapsulate(pair.private_key(), black_box(&lct)))
-    });
+    g.bench_function("keygen/libcrux", |b| b.iter(|| mlkem768::generate_key_pair(random())));
+    g.bench_function("encaps/libcrux", |b| b.iter(|| mlkem768::encapsulate(pair.public_key(), random())));
+    g.bench_function("decaps/libcrux", |b| b.iter(|| mlkem768::decapsulate(pair.private_key(), black_box(&lct))));
 
     // aws-lc-rs
     use aws_lc_rs::kem::{DecapsulationKey, ML_KEM_768};
@@ -63,28 +51,17 @@ fn ml_kem_768(c: &mut Criterion) {
         })
     });
     g.bench_function("encaps/aws-lc-rs", |b| b.iter(|| ek.encapsulate().unwrap()));
-    g.bench_function("decaps/aws-lc-rs", |b| {
-        b.iter(|| dk.decapsulate(black_box(act.as_slice()).into()).unwrap())
-    });
+    g.bench_function("decaps/aws-lc-rs", |b| b.iter(|| dk.decapsulate(black_box(act.as_slice()).into()).unwrap()));
 
     // RustCrypto ml-kem
     use ml_kem::{Decapsulate, DecapsulationKey as RcDk, MlKem768};
     let rdk = RcDk::<MlKem768>::from_seed(random::<64>().into());
-    let (rct, _) = rdk
-        .encapsulation_key()
-        .encapsulate_deterministic(&random::<32>().into());
-    g.bench_function("keygen/rustcrypto", |b| {
-        b.iter(|| RcDk::<MlKem768>::from_seed(random::<64>().into()))
-    });
+    let (rct, _) = rdk.encapsulation_key().encapsulate_deterministic(&random::<32>().into());
+    g.bench_function("keygen/rustcrypto", |b| b.iter(|| RcDk::<MlKem768>::from_seed(random::<64>().into())));
     g.bench_function("encaps/rustcrypto", |b| {
-        b.iter(|| {
-            rdk.encapsulation_key()
-                .encapsulate_deterministic(&random::<32>().into())
-        })
+        b.iter(|| rdk.encapsulation_key().encapsulate_deterministic(&random::<32>().into()))
     });
-    g.bench_function("decaps/rustcrypto", |b| {
-        b.iter(|| rdk.decapsulate(black_box(&rct)))
-    });
+    g.bench_function("decaps/rustcrypto", |b| b.iter(|| rdk.decapsulate(black_box(&rct))));
     g.finish();
 }
 
@@ -95,22 +72,14 @@ fn ml_dsa_65(c: &mut Criterion) {
     let key = SigningKey::generate(SignatureAlgorithm::MlDsa65).unwrap();
     let vk = key.verifying_key().unwrap().clone();
     let sig = key.sign(MSG, b"").unwrap();
-    g.bench_function("keygen/qubesec-core", |b| {
-        b.iter(|| SigningKey::generate(SignatureAlgorithm::MlDsa65).unwrap())
-    });
-    g.bench_function("sign/qubesec-core", |b| {
-        b.iter(|| key.sign(black_box(MSG), b"").unwrap())
-    });
-    g.bench_function("verify/qubesec-core", |b| {
-        b.iter(|| vk.verify(black_box(MSG), b"", &sig).unwrap())
-    });
+    g.bench_function("keygen/qubesec-core", |b| b.iter(|| SigningKey::generate(SignatureAlgorithm::MlDsa65).unwrap()));
+    g.bench_function("sign/qubesec-core", |b| b.iter(|| key.sign(black_box(MSG), b"").unwrap()));
+    g.bench_function("verify/qubesec-core", |b| b.iter(|| vk.verify(black_box(MSG), b"", &sig).unwrap()));
 
     use libcrux_ml_dsa::ml_dsa_65;
     let pair = ml_dsa_65::generate_key_pair(random());
     let lsig = ml_dsa_65::sign(&pair.signing_key, MSG, b"", random()).unwrap();
-    g.bench_function("keygen/libcrux", |b| {
-        b.iter(|| ml_dsa_65::generate_key_pair(random()))
-    });
+    g.bench_function("keygen/libcrux", |b| b.iter(|| ml_dsa_65::generate_key_pair(random())));
     g.bench_function("sign/libcrux", |b| {
         b.iter(|| ml_dsa_65::sign(&pair.signing_key, black_box(MSG), b"", random()).unwrap())
     });
@@ -118,23 +87,17 @@ fn ml_dsa_65(c: &mut Criterion) {
         b.iter(|| ml_dsa_65::verify(&pair.verification_key, black_box(MSG), b"", &lsig).unwrap())
     });
 
-    use aws_lc_rs::signature::{
-        KeyPair, ML_DSA_65, ML_DSA_65_SIGNING, PqdsaKeyPair, UnparsedPublicKey,
-    };
+    use aws_lc_rs::signature::{KeyPair, ML_DSA_65, ML_DSA_65_SIGNING, PqdsaKeyPair, UnparsedPublicKey};
     let kp = PqdsaKeyPair::generate(&ML_DSA_65_SIGNING).unwrap();
     let mut asig = vec![0u8; 3309];
     kp.sign(MSG, &mut asig).unwrap();
     let apk = UnparsedPublicKey::new(&ML_DSA_65, kp.public_key().as_ref().to_vec());
-    g.bench_function("keygen/aws-lc-rs", |b| {
-        b.iter(|| PqdsaKeyPair::generate(&ML_DSA_65_SIGNING).unwrap())
-    });
+    g.bench_function("keygen/aws-lc-rs", |b| b.iter(|| PqdsaKeyPair::generate(&ML_DSA_65_SIGNING).unwrap()));
     g.bench_function("sign/aws-lc-rs", |b| {
         let mut out = vec![0u8; 3309];
         b.iter(|| kp.sign(black_box(MSG), &mut out).unwrap())
     });
-    g.bench_function("verify/aws-lc-rs", |b| {
-        b.iter(|| apk.verify(black_box(MSG), &asig).unwrap())
-    });
+    g.bench_function("verify/aws-lc-rs", |b| b.iter(|| apk.verify(black_box(MSG), &asig).unwrap()));
 
     use ml_dsa::{ExpandedSigningKey, MlDsa65};
     let rsk = ExpandedSigningKey::<MlDsa65>::from_seed(&random::<32>().into());
@@ -143,12 +106,8 @@ fn ml_dsa_65(c: &mut Criterion) {
     g.bench_function("keygen/rustcrypto", |b| {
         b.iter(|| ExpandedSigningKey::<MlDsa65>::from_seed(&random::<32>().into()))
     });
-    g.bench_function("sign/rustcrypto", |b| {
-        b.iter(|| rsk.sign_deterministic(black_box(MSG), b"").unwrap())
-    });
-    g.bench_function("verify/rustcrypto", |b| {
-        b.iter(|| rvk.verify_with_context(black_box(MSG), b"", &rsig))
-    });
+    g.bench_function("sign/rustcrypto", |b| b.iter(|| rsk.sign_deterministic(black_box(MSG), b"").unwrap()));
+    g.bench_function("verify/rustcrypto", |b| b.iter(|| rvk.verify_with_context(black_box(MSG), b"", &rsig)));
     g.finish();
 }
 

@@ -7,15 +7,7 @@ use crate::util;
 /// Runs fmt, clippy, tidy, the whole test suite and the doc build, in that order.
 pub(crate) fn run() -> anyhow::Result<()> {
     util::cargo(&["fmt", "--all", "--check"])?;
-    util::cargo(&[
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--locked",
-        "--",
-        "-D",
-        "warnings",
-    ])?;
+    util::cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
     crate::tidy::run()?;
     util::cargo(&["test", "--workspace", "--locked", "--no-fail-fast"])?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());

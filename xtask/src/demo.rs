@@ -21,11 +21,7 @@ impl Qubesec {
     /// Runs `qubesec ARGS` in the demo dir, echoing the command, and returns (exit code, stdout).
     fn run(&self, args: &[&str]) -> anyhow::Result<(i32, String)> {
         println!("$ qubesec {}", args.join(" "));
-        let out = Command::new(&self.bin)
-            .args(args)
-            .current_dir(&self.dir)
-            .output()
-            .context("running qubesec")?;
+        let out = Command::new(&self.bin).args(args).current_dir(&self.dir).output().context("running qubesec")?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         print!("{stdout}");
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
@@ -45,60 +41,22 @@ impl Qubesec {
 
 pub(crate) fn run() -> anyhow::Result<()> {
     util::cargo(&["build", "--release", "--quiet", "-p", "qubesec-cli"])?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| util::root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| util::root().join("target"));
     let dir = target.join("demo");
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir)?;
-    let q = Qubesec {
-        bin: target.join("release/qubesec"),
-        dir: dir.clone(),
-    };
+    let q = Qubesec { bin: target.join("release/qubesec"), dir: dir.clone() };
 
     for alg in ["ML-KEM-768", "X-Wing"] {
         println!("\n== Key encapsulation with {alg}");
-        q.ok(&[
-            "kem",
-            "keygen",
-            "--alg",
-            alg,
-            "--key",
-            "alice.key.pem",
-            "--pub",
-            "alice.pub.pem",
-        ])?;
+        q.ok(&["kem", "keygen", "--alg", alg, "--key", "alice.key.pem", "--pub", "alice.pub.pem"])?;
         q.ok(&["fingerprint", "alice.pub.pem"])?;
-        q.ok(&[
-            "kem",
-            "encaps",
-            "--pub",
-            "alice.pub.pem",
-            "--ciphertext",
-            "ct.bin",
-            "--secret",
-            "bob.ss",
-        ])?;
-        q.ok(&[
-            "kem",
-            "decaps",
-            "--key",
-            "alice.key.pem",
-            "--ciphertext",
-            "ct.bin",
-            "--secret",
-            "alice.ss",
-        ])?;
-        ensure!(
-            q.read("alice.ss")? == q.read("bob.ss")?,
-            "{alg}: shared secrets differ"
-        );
-        println!(
-            "shared secrets match ({} bytes, not shown)",
-            q.read("alice.ss")?.len()
-        );
+        q.ok(&["kem", "encaps", "--pub", "alice.pub.pem", "--ciphertext", "ct.bin", "--secret", "bob.ss"])?;
+        q.ok(&["kem", "decaps", "--key", "alice.key.pem", "--ciphertext", "ct.bin", "--secret", "alice.ss"])?;
+        ensure!(q.read("alice.ss")? == q.read("bob.ss")?, "{alg}: shared secrets differ");
+        println!("shared secrets match ({} bytes, not shown)", q.read("alice.ss")?.len());
     }
 
     println!("\n== Session key from the shared secret (HKDF-SHA3-256)");
@@ -117,25 +75,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
     ])?;
 
     println!("\n== Signatures with ML-DSA-65");
-    std::fs::write(
-        dir.join("manifest.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\n",
-    )?;
-    q.ok(&[
-        "sig",
-        "keygen",
-        "--alg",
-        "ML-DSA-65",
-        "--key",
-        "signer.key.pem",
-        "--pub",
-        "signer.pub.pem",
-    ])?;
+    std::fs::write(dir.join("manifest.yaml"), "apiVersion: v1\nkind: ConfigMap\n")?;
+    q.ok(&["sig", "keygen", "--alg", "ML-DSA-65", "--key", "signer.key.pem", "--pub", "signer.pub.pem"])?;
     let fp = q.ok(&["fingerprint", "signer.pub.pem"])?;
-    ensure!(
-        fp.lines().count() == 2 && fp.starts_with("sha256:"),
-        "unexpected fingerprint output {fp:?}"
-    );
+    ensure!(fp.lines().count() == 2 && fp.starts_with("sha256:"), "unexpected fingerprint output {fp:?}");
     q.ok(&[
         "sig",
         "sign",
@@ -148,7 +91,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         "--context",
         "71756265736563",
     ])?;
-    q.ok(&[
+    let verify = [
         "sig",
         "verify",
         "--pub",
@@ -159,20 +102,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
         "manifest.sig",
         "--context",
         "71756265736563",
-    ])?;
+    ];
+    q.ok(&verify)?;
     std::fs::write(dir.join("manifest.yaml"), "apiVersion: v1\nkind: Secret\n")?;
-    let (code, _) = q.run(&[
-        "sig",
-        "verify",
-        "--pub",
-        "signer.pub.pem",
-        "--in",
-        "manifest.yaml",
-        "--sig",
-        "manifest.sig",
-        "--context",
-        "71756265736563",
-    ])?;
+    let (code, _) = q.run(&verify)?;
     if code != 1 {
         bail!("a tampered message should fail verification with exit 1, got {code}");
     }

@@ -16,11 +16,7 @@ pub(crate) fn run(seconds: u64) -> anyhow::Result<()> {
     let list = String::from_utf8_lossy(&out.stdout).into_owned();
     for target in list.lines().map(str::trim).filter(|t| !t.is_empty()) {
         let max_time = format!("-max_total_time={seconds}");
-        util::run(
-            Command::new("cargo")
-                .args(["+nightly", "fuzz", "run", target, "--", &max_time])
-                .current_dir(&dir),
-        )?;
+        util::run(Command::new("cargo").args(["+nightly", "fuzz", "run", target, "--", &max_time]).current_dir(&dir))?;
     }
     Ok(())
 }

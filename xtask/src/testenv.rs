@@ -42,10 +42,8 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
 
 /// Runs the control plane (with kube-controller-manager) until Ctrl-C.
 fn up(keep: bool) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("could not start a tokio runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("could not start a tokio runtime")?;
     runtime.block_on(async {
         let started = Instant::now();
         eprintln!("testenv: starting etcd, kube-apiserver and kube-controller-manager...");
@@ -66,9 +64,7 @@ fn up(keep: bool) -> anyhow::Result<()> {
         );
         println!("export KUBECONFIG={kubeconfig}");
         eprintln!("\ntestenv: press Ctrl-C to stop");
-        tokio::signal::ctrl_c()
-            .await
-            .context("could not wait for Ctrl-C")?;
+        tokio::signal::ctrl_c().await.context("could not wait for Ctrl-C")?;
         eprintln!("testenv: stopping...");
         cp.stop();
         drop(cp);

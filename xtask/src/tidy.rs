@@ -30,26 +30,17 @@ pub(crate) fn run() -> anyhow::Result<()> {
         .output()
         .context("running cargo metadata")?;
     if !out.status.success() {
-        bail!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let meta: Value = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
-    let packages = meta["packages"]
-        .as_array()
-        .context("metadata has no packages")?;
+    let packages = meta["packages"].as_array().context("metadata has no packages")?;
 
     // name -> has a library target
     let mut has_lib = BTreeMap::new();
     for p in packages {
         let name = p["name"].as_str().unwrap_or_default().to_owned();
         let lib = p["targets"].as_array().is_some_and(|ts| {
-            ts.iter().any(|t| {
-                t["kind"]
-                    .as_array()
-                    .is_some_and(|k| k.iter().any(|k| k == "lib" || k == "rlib"))
-            })
+            ts.iter().any(|t| t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "lib" || k == "rlib")))
         });
         has_lib.insert(name, lib);
     }
@@ -69,15 +60,9 @@ pub(crate) fn run() -> anyhow::Result<()> {
     }
     let problems = check(&edges, &has_lib);
     if !problems.is_empty() {
-        bail!(
-            "tidy: dependency direction violated:\n  {}",
-            problems.join("\n  ")
-        );
+        bail!("tidy: dependency direction violated:\n  {}", problems.join("\n  "));
     }
-    eprintln!(
-        "tidy: {} workspace dependency edges respect the architecture",
-        edges.len()
-    );
+    eprintln!("tidy: {} workspace dependency edges respect the architecture", edges.len());
     Ok(())
 }
 
@@ -88,20 +73,14 @@ fn check(edges: &[Edge], has_lib: &BTreeMap<String, bool>) -> Vec<String> {
             problems.push(format!("{CORE} must not depend on project crate {}", e.to));
         }
         if SERVICES.contains(&e.from.as_str()) && SERVICES.contains(&e.to.as_str()) {
-            problems.push(format!(
-                "{} must not depend on {} (services meet only in core)",
-                e.from, e.to
-            ));
+            problems.push(format!("{} must not depend on {} (services meet only in core)", e.from, e.to));
         }
         if has_lib.get(&e.to) == Some(&false) {
             problems.push(format!("{} depends on binary-only crate {}", e.from, e.to));
         }
         // xtask is developer tooling (it runs `testenv up`), never shipped.
         if DEV_ONLY.contains(&e.to.as_str()) && !e.dev_only && e.from != "xtask" {
-            problems.push(format!(
-                "{} may use {} only as a dev-dependency",
-                e.from, e.to
-            ));
+            problems.push(format!("{} may use {} only as a dev-dependency", e.from, e.to));
         }
     }
     problems
@@ -112,11 +91,7 @@ mod tests {
     use super::*;
 
     fn edge(from: &str, to: &str, dev_only: bool) -> Edge {
-        Edge {
-            from: from.into(),
-            to: to.into(),
-            dev_only,
-        }
+        Edge { from: from.into(), to: to.into(), dev_only }
     }
 
     fn libs() -> BTreeMap<String, bool> {
@@ -134,31 +109,16 @@ mod tests {
 
     #[test]
     fn accepts_the_intended_shape() {
-        let edges = [
-            edge("qubesec-cli", "qubesec-core", false),
-            edge("qubesec-kms", "qubesec-testenv", true),
-        ];
+        let edges = [edge("qubesec-cli", "qubesec-core", false), edge("qubesec-kms", "qubesec-testenv", true)];
         assert!(check(&edges, &libs()).is_empty());
     }
 
     #[test]
     fn rejects_each_violation() {
         let libs = libs();
-        assert_eq!(
-            check(&[edge("qubesec-core", "qubesec-kms", false)], &libs).len(),
-            1
-        );
-        assert_eq!(
-            check(&[edge("qubesec-cli", "qubesec-kms", false)], &libs).len(),
-            1
-        );
-        assert_eq!(
-            check(&[edge("qubesec-kms", "bin-only", false)], &libs).len(),
-            1
-        );
-        assert_eq!(
-            check(&[edge("qubesec-kms", "qubesec-testenv", false)], &libs).len(),
-            1
-        );
+        assert_eq!(check(&[edge("qubesec-core", "qubesec-kms", false)], &libs).len(), 1);
+        assert_eq!(check(&[edge("qubesec-cli", "qubesec-kms", false)], &libs).len(), 1);
+        assert_eq!(check(&[edge("qubesec-kms", "bin-only", false)], &libs).len(), 1);
+        assert_eq!(check(&[edge("qubesec-kms", "qubesec-testenv", false)], &libs).len(), 1);
     }
 }

@@ -22,9 +22,7 @@ pub(crate) fn cargo(args: &[&str]) -> anyhow::Result<()> {
 /// Runs a command, echoing it first, and fails on a non-zero exit.
 pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("$ {cmd:?}");
-    let status = cmd
-        .status()
-        .with_context(|| format!("could not start {cmd:?}"))?;
+    let status = cmd.status().with_context(|| format!("could not start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }

@@ -43,9 +43,7 @@ pub enum Command {
     #[command(subcommand)]
     Sig(SigCommand),
     /// Derive key material with HKDF (RFC 5869).
-    #[command(
-        after_help = "The derived key is written raw to --out (mode 0600); nothing secret is printed."
-    )]
+    #[command(after_help = "The derived key is written raw to --out (mode 0600); nothing secret is printed.")]
     Kdf(KdfArgs),
     /// X.509 certificates (not yet implemented).
     #[command(subcommand)]
@@ -247,6 +245,14 @@ pub struct CertSelfSignArgs {
     /// The signing (and subject) private key.
     #[arg(long, value_name = "KEY.pem")]
     pub key: PathBuf,
+    /// What the certificate says about its subject.
+    #[command(flatten)]
+    pub profile: CertProfileArgs,
+}
+
+/// Subject, names, validity and CA flag: shared by `cert self-sign` and `cert issue`.
+#[derive(Debug, Args)]
+pub struct CertProfileArgs {
     /// Subject distinguished name, e.g. "CN=example,O=QubeSec".
     #[arg(long, value_name = "DN")]
     pub subject: String,
@@ -279,24 +285,9 @@ pub struct CertIssueArgs {
     /// The subject's public key.
     #[arg(long = "pub", value_name = "PUB.pem")]
     pub public: PathBuf,
-    /// Subject distinguished name, e.g. "CN=example".
-    #[arg(long, value_name = "DN")]
-    pub subject: String,
-    /// DNS subject alternative name (repeatable).
-    #[arg(long, value_name = "NAME")]
-    pub dns: Vec<String>,
-    /// IP address subject alternative name (repeatable).
-    #[arg(long, value_name = "ADDR")]
-    pub ip: Vec<String>,
-    /// Validity in days.
-    #[arg(long, value_name = "N")]
-    pub days: Option<String>,
-    /// Make it a CA certificate.
-    #[arg(long)]
-    pub ca: bool,
-    /// Where to write the certificate (PEM).
-    #[arg(long, value_name = "CERT.pem")]
-    pub out: PathBuf,
+    /// What the certificate says about its subject.
+    #[command(flatten)]
+    pub profile: CertProfileArgs,
 }
 
 /// Arguments of `cert verify`.

@@ -63,17 +63,9 @@ impl Failure {
     pub(crate) fn line(status: Status, message: String) -> Self {
         // The contract promises one line per problem: flatten anything a
         // lower layer may have spread over several.
-        let message = message
-            .split(['\n', '\r'])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        Self {
-            status,
-            message,
-            broken_pipe: false,
-        }
+        let message =
+            message.split(['\n', '\r']).map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+        Self { status, message, broken_pipe: false }
     }
 
     /// The exit status.
@@ -120,10 +112,7 @@ mod tests {
         assert_eq!(f.status(), Status::Usage);
         let e = std::io::Error::from_raw_os_error(2);
         let f = Failure::io("x.bin", "cannot read", &e);
-        assert_eq!(
-            f.message(),
-            "qubesec: x.bin: cannot read: No such file or directory"
-        );
+        assert_eq!(f.message(), "qubesec: x.bin: cannot read: No such file or directory");
         assert!(!f.is_broken_pipe());
     }
 }

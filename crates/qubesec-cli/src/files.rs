@@ -54,10 +54,7 @@ pub(crate) fn read(path: &Path, limit: Option<u64>) -> Result<Zeroizing<Vec<u8>>
         Ok(true) => Ok(buf),
         Ok(false) => Err(Failure::input(
             &shown,
-            format_args!(
-                "file is larger than {} bytes; this cannot be the expected input",
-                limit.unwrap_or(0)
-            ),
+            format_args!("file is larger than {} bytes; this cannot be the expected input", limit.unwrap_or(0)),
         )),
         Err(e) => Err(Failure::io(&shown, "cannot read", &e)),
     }
@@ -109,11 +106,7 @@ pub(crate) fn write(path: &Path, data: &[u8], sensitivity: Sensitivity) -> Resul
 }
 
 /// Creates `DIR/.NAME.RANDOM.tmp` exclusively with the right mode.
-fn create_temporary(
-    dir: &Path,
-    name: &std::ffi::OsStr,
-    sensitivity: Sensitivity,
-) -> io::Result<(PathBuf, File)> {
+fn create_temporary(dir: &Path, name: &std::ffi::OsStr, sensitivity: Sensitivity) -> io::Result<(PathBuf, File)> {
     let mut last_error = None;
     for _ in 0..8 {
         let suffix = qubesec_core::rand::bytes(8).map_err(io::Error::other)?;
@@ -121,12 +114,7 @@ fn create_temporary(
         tmp_name.push(name);
         tmp_name.push(format!(".{}.tmp", hex::encode(&suffix[..])));
         let tmp_path = dir.join(tmp_name);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(sensitivity.mode())
-            .open(&tmp_path)
-        {
+        match OpenOptions::new().write(true).create_new(true).mode(sensitivity.mode()).open(&tmp_path) {
             Ok(file) => return Ok((tmp_path, file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_error = Some(e),
             Err(e) => return Err(e),
@@ -165,10 +153,7 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         write(&path, b"new", Sensitivity::Secret).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new");
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         // No temporary files left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
@@ -180,18 +165,9 @@ mod tests {
         fs::write(&path, [0u8; 10]).unwrap();
         assert_eq!(read(&path, Some(10)).unwrap().len(), 10);
         let err = read(&path, Some(9)).unwrap_err();
-        assert!(
-            err.message().contains("larger than 9 bytes"),
-            "{}",
-            err.message()
-        );
+        assert!(err.message().contains("larger than 9 bytes"), "{}", err.message());
         let err = read(&dir.path().join("nope"), None).unwrap_err();
-        assert!(
-            err.message()
-                .ends_with("nope: cannot open: No such file or directory"),
-            "{}",
-            err.message()
-        );
+        assert!(err.message().ends_with("nope: cannot open: No such file or directory"), "{}", err.message());
     }
 
     #[test]

@@ -49,10 +49,8 @@ where
         Ok(cli) => cli,
         Err(e) => return report_clap_error(&e, out, err),
     };
-    let result = commands::dispatch(cli.command, out, err).and_then(|()| {
-        out.flush()
-            .map_err(|e| Failure::io("stdout", "cannot write", &e))
-    });
+    let result = commands::dispatch(cli.command, out, err)
+        .and_then(|()| out.flush().map_err(|e| Failure::io("stdout", "cannot write", &e)));
     match result {
         Ok(()) => Status::Success,
         Err(failure) if failure.is_broken_pipe() => Status::Success,
@@ -68,11 +66,8 @@ where
 /// Prints a clap error (or `--help` / `--version` output) and maps it to a status.
 fn report_clap_error(e: &clap::Error, out: &mut dyn Write, err: &mut dyn Write) -> Status {
     let rendered = e.render().to_string();
-    let (sink, status): (&mut dyn Write, Status) = if e.use_stderr() {
-        (err, Status::Usage)
-    } else {
-        (out, Status::Success)
-    };
+    let (sink, status): (&mut dyn Write, Status) =
+        if e.use_stderr() { (err, Status::Usage) } else { (out, Status::Success) };
     let _ = sink.write_all(rendered.as_bytes());
     let _ = sink.flush();
     status

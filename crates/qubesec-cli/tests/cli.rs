@@ -16,10 +16,7 @@ const SLH_DSA: [&str; 2] = ["SLH-DSA-SHA2-128f", "SLH-DSA-SHAKE-128f"];
 fn pem_label(pem: &[u8]) -> String {
     let text = String::from_utf8(pem.to_vec()).expect("PEM is text");
     let first = text.lines().next().expect("PEM has a first line");
-    first
-        .trim_start_matches("-----BEGIN ")
-        .trim_end_matches("-----")
-        .to_owned()
+    first.trim_start_matches("-----BEGIN ").trim_end_matches("-----").to_owned()
 }
 
 fn flip_byte(data: &mut [u8], index: usize) {
@@ -35,44 +32,16 @@ fn kem_round_trip_every_algorithm() {
         let (key, public) = keygen(&s, "kem", alg, alg);
         assert_eq!(pem_label(&std::fs::read(&key).unwrap()), "PRIVATE KEY");
         assert_eq!(pem_label(&std::fs::read(&public).unwrap()), "PUBLIC KEY");
-        assert_eq!(
-            s.mode(&format!("{alg}.key.pem")),
-            0o600,
-            "private key must be 0600"
-        );
+        assert_eq!(s.mode(&format!("{alg}.key.pem")), 0o600, "private key must be 0600");
 
         let ct = s.path(&format!("{alg}.ct"));
         let ss1 = s.path(&format!("{alg}.ss1"));
         let ss2 = s.path(&format!("{alg}.ss2"));
-        qubesec([
-            "kem",
-            "encaps",
-            "--pub",
-            &public,
-            "--ciphertext",
-            &ct,
-            "--secret",
-            &ss1,
-        ])
-        .success();
-        qubesec([
-            "kem",
-            "decaps",
-            "--key",
-            &key,
-            "--ciphertext",
-            &ct,
-            "--secret",
-            &ss2,
-        ])
-        .success();
+        qubesec(["kem", "encaps", "--pub", &public, "--ciphertext", &ct, "--secret", &ss1]).success();
+        qubesec(["kem", "decaps", "--key", &key, "--ciphertext", &ct, "--secret", &ss2]).success();
         let sender = s.read(&format!("{alg}.ss1"));
         assert_eq!(sender.len(), 32);
-        assert_eq!(
-            sender,
-            s.read(&format!("{alg}.ss2")),
-            "{alg}: secrets differ"
-        );
+        assert_eq!(sender, s.read(&format!("{alg}.ss2")), "{alg}: secrets differ");
         assert_eq!(s.mode(&format!("{alg}.ss1")), 0o600);
         assert_eq!(s.mode(&format!("{alg}.ss2")), 0o600);
         let expected_ct_len = match alg {
@@ -95,11 +64,7 @@ fn kem_seed_only_private_key_form() {
         let pem = String::from_utf8(std::fs::read(&key).unwrap()).unwrap();
         let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         // 4 base64 characters per 3 bytes, with padding.
-        assert_eq!(
-            b64.len(),
-            der_len.div_ceil(3) * 4,
-            "{alg}: unexpected PKCS#8 size:\n{pem}"
-        );
+        assert_eq!(b64.len(), der_len.div_ceil(3) * 4, "{alg}: unexpected PKCS#8 size:\n{pem}");
     }
 }
 
@@ -116,54 +81,16 @@ fn kem_wrong_but_well_formed_ciphertext_gives_the_implicit_rejection_secret() {
     for alg in KEMS {
         let (key, public) = keygen(&s, "kem", alg, alg);
         let ct = s.path("ct");
-        qubesec([
-            "kem",
-            "encaps",
-            "--pub",
-            &public,
-            "--ciphertext",
-            &ct,
-            "--secret",
-            &s.path("ss"),
-        ])
-        .success();
+        qubesec(["kem", "encaps", "--pub", &public, "--ciphertext", &ct, "--secret", &s.path("ss")]).success();
         let mut bad = s.read("ct");
         flip_byte(&mut bad, 100);
         let bad_ct = s.write("bad.ct", &bad);
-        qubesec([
-            "kem",
-            "decaps",
-            "--key",
-            &key,
-            "--ciphertext",
-            &bad_ct,
-            "--secret",
-            &s.path("rej1"),
-        ])
-        .success();
-        qubesec([
-            "kem",
-            "decaps",
-            "--key",
-            &key,
-            "--ciphertext",
-            &bad_ct,
-            "--secret",
-            &s.path("rej2"),
-        ])
-        .success();
+        qubesec(["kem", "decaps", "--key", &key, "--ciphertext", &bad_ct, "--secret", &s.path("rej1")]).success();
+        qubesec(["kem", "decaps", "--key", &key, "--ciphertext", &bad_ct, "--secret", &s.path("rej2")]).success();
         let rejected = s.read("rej1");
         assert_eq!(rejected.len(), 32);
-        assert_ne!(
-            rejected,
-            s.read("ss"),
-            "{alg}: a tampered ciphertext must not give the real secret"
-        );
-        assert_eq!(
-            rejected,
-            s.read("rej2"),
-            "{alg}: implicit rejection is deterministic"
-        );
+        assert_ne!(rejected, s.read("ss"), "{alg}: a tampered ciphertext must not give the real secret");
+        assert_eq!(rejected, s.read("rej2"), "{alg}: implicit rejection is deterministic");
     }
 }
 
@@ -172,40 +99,16 @@ fn kem_wrong_length_ciphertext_is_bad_input() {
     let s = Scratch::new();
     let (key, public) = keygen(&s, "kem", "ML-KEM-768", "k");
     let ct = s.path("ct");
-    qubesec([
-        "kem",
-        "encaps",
-        "--pub",
-        &public,
-        "--ciphertext",
-        &ct,
-        "--secret",
-        &s.path("ss"),
-    ])
-    .success();
+    qubesec(["kem", "encaps", "--pub", &public, "--ciphertext", &ct, "--secret", &s.path("ss")]).success();
     let full = s.read("ct");
-    for (name, bytes) in [
-        ("short.ct", &full[..1087]),
-        ("long.ct", &[&full[..], &[0u8][..]].concat()[..]),
-        ("empty.ct", &[][..]),
-    ] {
+    for (name, bytes) in
+        [("short.ct", &full[..1087]), ("long.ct", &[&full[..], &[0u8][..]].concat()[..]), ("empty.ct", &[][..])]
+    {
         let path = s.write(name, bytes);
-        qubesec([
-            "kem",
-            "decaps",
-            "--key",
-            &key,
-            "--ciphertext",
-            &path,
-            "--secret",
-            &s.path("out"),
-        ])
-        .fails(2, &[name, "1088"]);
+        qubesec(["kem", "decaps", "--key", &key, "--ciphertext", &path, "--secret", &s.path("out")])
+            .fails(2, &[name, "1088"]);
     }
-    assert!(
-        !s.dir().join("out").exists(),
-        "no secret may be written on failure"
-    );
+    assert!(!s.dir().join("out").exists(), "no secret may be written on failure");
 }
 
 #[test]
@@ -214,51 +117,14 @@ fn kem_commands_reject_signature_keys() {
     let (sig_key, sig_pub) = keygen(&s, "sig", "ML-DSA-65", "dsa");
     let (_, kem_pub) = keygen(&s, "kem", "ML-KEM-768", "kem");
     let ct = s.path("ct");
-    qubesec([
-        "kem",
-        "encaps",
-        "--pub",
-        &kem_pub,
-        "--ciphertext",
-        &ct,
-        "--secret",
-        &s.path("ss"),
-    ])
-    .success();
-    qubesec([
-        "kem",
-        "decaps",
-        "--key",
-        &sig_key,
-        "--ciphertext",
-        &ct,
-        "--secret",
-        &s.path("x"),
-    ])
-    .fails(2, &["dsa.key.pem", "wrong key type", "ML-DSA-65"]);
-    qubesec([
-        "kem",
-        "encaps",
-        "--pub",
-        &sig_pub,
-        "--ciphertext",
-        &s.path("c2"),
-        "--secret",
-        &s.path("s2"),
-    ])
-    .fails(2, &["dsa.pub.pem", "wrong key type"]);
+    qubesec(["kem", "encaps", "--pub", &kem_pub, "--ciphertext", &ct, "--secret", &s.path("ss")]).success();
+    qubesec(["kem", "decaps", "--key", &sig_key, "--ciphertext", &ct, "--secret", &s.path("x")])
+        .fails(2, &["dsa.key.pem", "wrong key type", "ML-DSA-65"]);
+    qubesec(["kem", "encaps", "--pub", &sig_pub, "--ciphertext", &s.path("c2"), "--secret", &s.path("s2")])
+        .fails(2, &["dsa.pub.pem", "wrong key type"]);
     // A public key where a private key belongs, and vice versa.
-    qubesec([
-        "kem",
-        "decaps",
-        "--key",
-        &kem_pub,
-        "--ciphertext",
-        &ct,
-        "--secret",
-        &s.path("x"),
-    ])
-    .fails(2, &["kem.pub.pem", "PRIVATE KEY"]);
+    qubesec(["kem", "decaps", "--key", &kem_pub, "--ciphertext", &ct, "--secret", &s.path("x")])
+        .fails(2, &["kem.pub.pem", "PRIVATE KEY"]);
     qubesec([
         "kem",
         "encaps",
@@ -275,87 +141,23 @@ fn kem_commands_reject_signature_keys() {
 #[test]
 fn keygen_rejects_the_wrong_kind_of_algorithm() {
     let s = Scratch::new();
-    qubesec([
-        "kem",
-        "keygen",
-        "--alg",
-        "ML-DSA-65",
-        "--key",
-        &s.path("k"),
-        "--pub",
-        &s.path("p"),
-    ])
-    .fails(
-        2,
-        &[
-            "--alg",
-            "ML-DSA-65 is a signature algorithm",
-            "ML-KEM-512, ML-KEM-768, ML-KEM-1024, X-Wing",
-        ],
-    );
-    qubesec([
-        "sig",
-        "keygen",
-        "--alg",
-        "ML-KEM-768",
-        "--key",
-        &s.path("k"),
-        "--pub",
-        &s.path("p"),
-    ])
-    .fails(
-        2,
-        &[
-            "--alg",
-            "ML-KEM-768 is a KEM",
-            "ML-DSA-44",
-            "SLH-DSA-SHAKE-256f",
-        ],
-    );
+    qubesec(["kem", "keygen", "--alg", "ML-DSA-65", "--key", &s.path("k"), "--pub", &s.path("p")])
+        .fails(2, &["--alg", "ML-DSA-65 is a signature algorithm", "ML-KEM-512, ML-KEM-768, ML-KEM-1024, X-Wing"]);
+    qubesec(["sig", "keygen", "--alg", "ML-KEM-768", "--key", &s.path("k"), "--pub", &s.path("p")])
+        .fails(2, &["--alg", "ML-KEM-768 is a KEM", "ML-DSA-44", "SLH-DSA-SHAKE-256f"]);
     // A deprecated alias of the wrong kind: an error, not a warning.
-    qubesec([
-        "kem",
-        "keygen",
-        "--alg",
-        "Dilithium3",
-        "--key",
-        &s.path("k"),
-        "--pub",
-        &s.path("p"),
-    ])
-    .fails(2, &["signature algorithm"]);
-    assert!(
-        s.entries().is_empty(),
-        "nothing may be written: {:?}",
-        s.entries()
-    );
+    qubesec(["kem", "keygen", "--alg", "Dilithium3", "--key", &s.path("k"), "--pub", &s.path("p")])
+        .fails(2, &["signature algorithm"]);
+    assert!(s.entries().is_empty(), "nothing may be written: {:?}", s.entries());
 }
 
 #[test]
 fn unknown_algorithm_is_bad_input_and_lists_the_choices() {
     let s = Scratch::new();
-    qubesec([
-        "kem",
-        "keygen",
-        "--alg",
-        "RSA-2048",
-        "--key",
-        &s.path("k"),
-        "--pub",
-        &s.path("p"),
-    ])
-    .fails(2, &["--alg", "RSA-2048", "ML-KEM-768"]);
-    qubesec([
-        "sig",
-        "keygen",
-        "--alg",
-        "Ed25519",
-        "--key",
-        &s.path("k"),
-        "--pub",
-        &s.path("p"),
-    ])
-    .fails(2, &["--alg", "Ed25519", "ML-DSA-65"]);
+    qubesec(["kem", "keygen", "--alg", "RSA-2048", "--key", &s.path("k"), "--pub", &s.path("p")])
+        .fails(2, &["--alg", "RSA-2048", "ML-KEM-768"]);
+    qubesec(["sig", "keygen", "--alg", "Ed25519", "--key", &s.path("k"), "--pub", &s.path("p")])
+        .fails(2, &["--alg", "Ed25519", "ML-DSA-65"]);
 }
 
 #[test]
@@ -369,32 +171,14 @@ fn deprecated_aliases_warn_once_and_proceed() {
         ("sig", "DILITHIUM3", "ML-DSA-65"),
         ("sig", "Dilithium5", "ML-DSA-87"),
     ] {
-        let (key, public) = (
-            s.path(&format!("{alias}.key")),
-            s.path(&format!("{alias}.pub")),
-        );
-        let run = qubesec([
-            kind, "keygen", "--alg", alias, "--key", &key, "--pub", &public,
-        ]);
+        let (key, public) = (s.path(&format!("{alias}.key")), s.path(&format!("{alias}.pub")));
+        let run = qubesec([kind, "keygen", "--alg", alias, "--key", &key, "--pub", &public]);
         assert_eq!(run.code, 0, "{run:?}");
-        assert_eq!(
-            run.stderr.lines().count(),
-            1,
-            "exactly one warning line: {:?}",
-            run.stderr
-        );
-        assert!(
-            run.stderr.contains("deprecated") && run.stderr.contains(canonical),
-            "{:?}",
-            run.stderr
-        );
+        assert_eq!(run.stderr.lines().count(), 1, "exactly one warning line: {:?}", run.stderr);
+        assert!(run.stderr.contains("deprecated") && run.stderr.contains(canonical), "{:?}", run.stderr);
         // The key really is the canonical parameter set: same SPKI size as a fresh canonical key.
         let (_, reference) = keygen(&s, kind, canonical, &format!("ref-{canonical}"));
-        assert_eq!(
-            std::fs::read(&public).unwrap().len(),
-            std::fs::read(&reference).unwrap().len(),
-            "{alias}"
-        );
+        assert_eq!(std::fs::read(&public).unwrap().len(), std::fs::read(&reference).unwrap().len(), "{alias}");
     }
 }
 
@@ -409,40 +193,13 @@ fn sig_round_trip_ml_dsa_and_slh_dsa() {
         assert_eq!(s.mode(&format!("{alg}.key.pem")), 0o600);
         let sig = s.path(&format!("{alg}.sig"));
         qubesec(["sig", "sign", "--key", &key, "--in", &msg, "--out", &sig]).success();
-        let run = qubesec([
-            "sig", "verify", "--pub", &public, "--in", &msg, "--sig", &sig,
-        ])
-        .success();
+        let run = qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &sig]).success();
         assert_eq!(run.stdout_text(), "OK\n");
 
         // With a context.
         let sig_ctx = s.path(&format!("{alg}.ctx.sig"));
-        qubesec([
-            "sig",
-            "sign",
-            "--key",
-            &key,
-            "--in",
-            &msg,
-            "--out",
-            &sig_ctx,
-            "--context",
-            "0a0B0c",
-        ])
-        .success();
-        qubesec([
-            "sig",
-            "verify",
-            "--pub",
-            &public,
-            "--in",
-            &msg,
-            "--sig",
-            &sig_ctx,
-            "--context",
-            "0a0b0c",
-        ])
-        .success();
+        qubesec(["sig", "sign", "--key", &key, "--in", &msg, "--out", &sig_ctx, "--context", "0a0B0c"]).success();
+        qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &sig_ctx, "--context", "0a0b0c"]).success();
     }
 }
 
@@ -451,28 +208,8 @@ fn ml_dsa_signing_is_hedged() {
     let s = Scratch::new();
     let msg = s.write("msg", b"same message");
     let (key, _) = keygen(&s, "sig", "ML-DSA-44", "k");
-    qubesec([
-        "sig",
-        "sign",
-        "--key",
-        &key,
-        "--in",
-        &msg,
-        "--out",
-        &s.path("a"),
-    ])
-    .success();
-    qubesec([
-        "sig",
-        "sign",
-        "--key",
-        &key,
-        "--in",
-        &msg,
-        "--out",
-        &s.path("b"),
-    ])
-    .success();
+    qubesec(["sig", "sign", "--key", &key, "--in", &msg, "--out", &s.path("a")]).success();
+    qubesec(["sig", "sign", "--key", &key, "--in", &msg, "--out", &s.path("b")]).success();
     assert_eq!(s.read("a").len(), 2420);
     assert_ne!(s.read("a"), s.read("b"), "hedged signing must randomize");
 }
@@ -483,135 +220,41 @@ fn invalid_signatures_exit_1() {
     let msg = s.write("msg", b"attack at dawn");
     let (key, public) = keygen(&s, "sig", "ML-DSA-65", "k");
     let sig = s.path("sig");
-    qubesec([
-        "sig",
-        "sign",
-        "--key",
-        &key,
-        "--in",
-        &msg,
-        "--out",
-        &sig,
-        "--context",
-        "aa",
-    ])
-    .success();
+    qubesec(["sig", "sign", "--key", &key, "--in", &msg, "--out", &sig, "--context", "aa"]).success();
     let good = s.read("sig");
 
     // Tampered signature.
     let mut tampered = good.clone();
     flip_byte(&mut tampered, 10);
     let bad = s.write("tampered.sig", &tampered);
-    let run = qubesec([
-        "sig",
-        "verify",
-        "--pub",
-        &public,
-        "--in",
-        &msg,
-        "--sig",
-        &bad,
-        "--context",
-        "aa",
-    ])
-    .fails(1, &["tampered.sig", "invalid"]);
+    let run = qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &bad, "--context", "aa"])
+        .fails(1, &["tampered.sig", "invalid"]);
     assert!(run.stdout.is_empty());
 
     // Wrong context, no context.
-    qubesec([
-        "sig",
-        "verify",
-        "--pub",
-        &public,
-        "--in",
-        &msg,
-        "--sig",
-        &sig,
-        "--context",
-        "ab",
-    ])
-    .fails(1, &["invalid"]);
-    qubesec([
-        "sig", "verify", "--pub", &public, "--in", &msg, "--sig", &sig,
-    ])
-    .fails(1, &["invalid"]);
+    qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &sig, "--context", "ab"]).fails(1, &["invalid"]);
+    qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &sig]).fails(1, &["invalid"]);
 
     // Tampered message.
     let other = s.write("other", b"attack at dusk");
-    qubesec([
-        "sig",
-        "verify",
-        "--pub",
-        &public,
-        "--in",
-        &other,
-        "--sig",
-        &sig,
-        "--context",
-        "aa",
-    ])
-    .fails(1, &["invalid"]);
+    qubesec(["sig", "verify", "--pub", &public, "--in", &other, "--sig", &sig, "--context", "aa"])
+        .fails(1, &["invalid"]);
 
     // Truncated and empty signatures are checked and invalid, too.
     let short = s.write("short.sig", &good[..100]);
-    qubesec([
-        "sig",
-        "verify",
-        "--pub",
-        &public,
-        "--in",
-        &msg,
-        "--sig",
-        &short,
-        "--context",
-        "aa",
-    ])
-    .fails(1, &["invalid"]);
+    qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &short, "--context", "aa"])
+        .fails(1, &["invalid"]);
     let empty = s.write("empty.sig", b"");
-    qubesec([
-        "sig",
-        "verify",
-        "--pub",
-        &public,
-        "--in",
-        &msg,
-        "--sig",
-        &empty,
-        "--context",
-        "aa",
-    ])
-    .fails(1, &["invalid"]);
+    qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &empty, "--context", "aa"])
+        .fails(1, &["invalid"]);
 
     // Someone else's key.
     let (_, other_pub) = keygen(&s, "sig", "ML-DSA-65", "other");
-    qubesec([
-        "sig",
-        "verify",
-        "--pub",
-        &other_pub,
-        "--in",
-        &msg,
-        "--sig",
-        &sig,
-        "--context",
-        "aa",
-    ])
-    .fails(1, &["invalid"]);
+    qubesec(["sig", "verify", "--pub", &other_pub, "--in", &msg, "--sig", &sig, "--context", "aa"])
+        .fails(1, &["invalid"]);
     // A key of another parameter set.
     let (_, pub44) = keygen(&s, "sig", "ML-DSA-44", "p44");
-    qubesec([
-        "sig",
-        "verify",
-        "--pub",
-        &pub44,
-        "--in",
-        &msg,
-        "--sig",
-        &sig,
-        "--context",
-        "aa",
-    ])
-    .fails(1, &["invalid"]);
+    qubesec(["sig", "verify", "--pub", &pub44, "--in", &msg, "--sig", &sig, "--context", "aa"]).fails(1, &["invalid"]);
 }
 
 #[test]
@@ -620,112 +263,22 @@ fn context_rules() {
     let msg = s.write("msg", b"m");
     let (key, public) = keygen(&s, "sig", "ML-DSA-44", "k");
     let max = "ab".repeat(255);
-    qubesec([
-        "sig",
-        "sign",
-        "--key",
-        &key,
-        "--in",
-        &msg,
-        "--out",
-        &s.path("sig"),
-        "--context",
-        &max,
-    ])
-    .success();
-    qubesec([
-        "sig",
-        "verify",
-        "--pub",
-        &public,
-        "--in",
-        &msg,
-        "--sig",
-        &s.path("sig"),
-        "--context",
-        &max,
-    ])
-    .success();
+    qubesec(["sig", "sign", "--key", &key, "--in", &msg, "--out", &s.path("sig"), "--context", &max]).success();
+    qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &s.path("sig"), "--context", &max]).success();
 
     let too_long = "ab".repeat(256);
-    qubesec([
-        "sig",
-        "sign",
-        "--key",
-        &key,
-        "--in",
-        &msg,
-        "--out",
-        &s.path("x"),
-        "--context",
-        &too_long,
-    ])
-    .fails(2, &["--context", "256 bytes", "255"]);
-    qubesec([
-        "sig",
-        "verify",
-        "--pub",
-        &public,
-        "--in",
-        &msg,
-        "--sig",
-        &s.path("sig"),
-        "--context",
-        &too_long,
-    ])
-    .fails(2, &["--context", "255"]);
-    qubesec([
-        "sig",
-        "sign",
-        "--key",
-        &key,
-        "--in",
-        &msg,
-        "--out",
-        &s.path("x"),
-        "--context",
-        "xyz",
-    ])
-    .fails(2, &["--context", "not valid hex"]);
-    qubesec([
-        "sig",
-        "sign",
-        "--key",
-        &key,
-        "--in",
-        &msg,
-        "--out",
-        &s.path("x"),
-        "--context",
-        "abc",
-    ])
-    .fails(2, &["--context", "odd number"]);
+    qubesec(["sig", "sign", "--key", &key, "--in", &msg, "--out", &s.path("x"), "--context", &too_long])
+        .fails(2, &["--context", "256 bytes", "255"]);
+    qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &s.path("sig"), "--context", &too_long])
+        .fails(2, &["--context", "255"]);
+    qubesec(["sig", "sign", "--key", &key, "--in", &msg, "--out", &s.path("x"), "--context", "xyz"])
+        .fails(2, &["--context", "not valid hex"]);
+    qubesec(["sig", "sign", "--key", &key, "--in", &msg, "--out", &s.path("x"), "--context", "abc"])
+        .fails(2, &["--context", "odd number"]);
     assert!(!s.dir().join("x").exists());
     // An empty --context is the empty context.
-    qubesec([
-        "sig",
-        "sign",
-        "--key",
-        &key,
-        "--in",
-        &msg,
-        "--out",
-        &s.path("e"),
-        "--context",
-        "",
-    ])
-    .success();
-    qubesec([
-        "sig",
-        "verify",
-        "--pub",
-        &public,
-        "--in",
-        &msg,
-        "--sig",
-        &s.path("e"),
-    ])
-    .success();
+    qubesec(["sig", "sign", "--key", &key, "--in", &msg, "--out", &s.path("e"), "--context", ""]).success();
+    qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &s.path("e")]).success();
 }
 
 #[test]
@@ -733,22 +286,11 @@ fn sig_commands_reject_kem_keys() {
     let s = Scratch::new();
     let msg = s.write("msg", b"m");
     let (kem_key, kem_pub) = keygen(&s, "kem", "ML-KEM-768", "kem");
-    qubesec([
-        "sig",
-        "sign",
-        "--key",
-        &kem_key,
-        "--in",
-        &msg,
-        "--out",
-        &s.path("sig"),
-    ])
-    .fails(2, &["kem.key.pem", "wrong key type", "ML-KEM-768"]);
+    qubesec(["sig", "sign", "--key", &kem_key, "--in", &msg, "--out", &s.path("sig")])
+        .fails(2, &["kem.key.pem", "wrong key type", "ML-KEM-768"]);
     let sig = s.write("sig", [0u8; 2420]);
-    qubesec([
-        "sig", "verify", "--pub", &kem_pub, "--in", &msg, "--sig", &sig,
-    ])
-    .fails(2, &["kem.pub.pem", "wrong key type"]);
+    qubesec(["sig", "verify", "--pub", &kem_pub, "--in", &msg, "--sig", &sig])
+        .fails(2, &["kem.pub.pem", "wrong key type"]);
 }
 
 #[test]
@@ -756,23 +298,10 @@ fn message_from_stdin() {
     let s = Scratch::new();
     let (key, public) = keygen(&s, "sig", "ML-DSA-44", "k");
     let sig = s.path("sig");
-    qubesec_with_stdin(
-        ["sig", "sign", "--key", &key, "--in", "-", "--out", &sig],
-        b"piped",
-    )
-    .success();
+    qubesec_with_stdin(["sig", "sign", "--key", &key, "--in", "-", "--out", &sig], b"piped").success();
     let msg = s.write("msg", b"piped");
-    qubesec([
-        "sig", "verify", "--pub", &public, "--in", &msg, "--sig", &sig,
-    ])
-    .success();
-    qubesec_with_stdin(
-        [
-            "sig", "verify", "--pub", &public, "--in", "-", "--sig", &sig,
-        ],
-        b"piped",
-    )
-    .success();
+    qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &sig]).success();
+    qubesec_with_stdin(["sig", "verify", "--pub", &public, "--in", "-", "--sig", &sig], b"piped").success();
 }
 
 // ---------------------------------------------------------------- bad inputs
@@ -783,65 +312,18 @@ fn missing_files_are_bad_input() {
     let nope = s.path("nope.pem");
     let (key, public) = keygen(&s, "sig", "ML-DSA-44", "k");
     let msg = s.write("msg", b"m");
-    qubesec([
-        "kem",
-        "encaps",
-        "--pub",
-        &nope,
-        "--ciphertext",
-        &s.path("c"),
-        "--secret",
-        &s.path("s"),
-    ])
-    .fails(2, &["nope.pem", "No such file"]);
-    qubesec([
-        "kem",
-        "decaps",
-        "--key",
-        &nope,
-        "--ciphertext",
-        &s.path("c"),
-        "--secret",
-        &s.path("s"),
-    ])
-    .fails(2, &["nope.pem"]);
-    qubesec([
-        "sig",
-        "sign",
-        "--key",
-        &key,
-        "--in",
-        &s.path("nomsg"),
-        "--out",
-        &s.path("sig"),
-    ])
-    .fails(2, &["nomsg"]);
-    qubesec([
-        "sig",
-        "verify",
-        "--pub",
-        &public,
-        "--in",
-        &msg,
-        "--sig",
-        &s.path("nosig"),
-    ])
-    .fails(2, &["nosig"]);
+    qubesec(["kem", "encaps", "--pub", &nope, "--ciphertext", &s.path("c"), "--secret", &s.path("s")])
+        .fails(2, &["nope.pem", "No such file"]);
+    qubesec(["kem", "decaps", "--key", &nope, "--ciphertext", &s.path("c"), "--secret", &s.path("s")])
+        .fails(2, &["nope.pem"]);
+    qubesec(["sig", "sign", "--key", &key, "--in", &s.path("nomsg"), "--out", &s.path("sig")]).fails(2, &["nomsg"]);
+    qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &s.path("nosig")]).fails(2, &["nosig"]);
     qubesec(["fingerprint", &nope]).fails(2, &["nope.pem"]);
     // A directory where a file belongs.
     qubesec(["fingerprint", s.dir().to_str().unwrap()]).fails(2, &["directory"]);
     // An output in a directory that does not exist.
-    qubesec([
-        "sig",
-        "sign",
-        "--key",
-        &key,
-        "--in",
-        &msg,
-        "--out",
-        &s.path("no/such/dir/sig"),
-    ])
-    .fails(2, &["no/such/dir/sig"]);
+    qubesec(["sig", "sign", "--key", &key, "--in", &msg, "--out", &s.path("no/such/dir/sig")])
+        .fails(2, &["no/such/dir/sig"]);
 }
 
 #[test]
@@ -866,80 +348,22 @@ fn malformed_pem_is_bad_input() {
         lines.remove(lines.len() - 2);
         s.write("truncated.pub.pem", lines.join("\n") + "\n")
     };
-    let unknown_label = s.write(
-        "label.pem",
-        good_key_pem.replace("PRIVATE KEY", "EC PRIVATE KEY"),
-    );
+    let unknown_label = s.write("label.pem", good_key_pem.replace("PRIVATE KEY", "EC PRIVATE KEY"));
 
-    for key in [
-        &garbage,
-        &binary,
-        &broken_b64,
-        &truncated_key,
-        &unknown_label,
-    ] {
-        let name = std::path::Path::new(key)
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap();
-        qubesec([
-            "sig",
-            "sign",
-            "--key",
-            key,
-            "--in",
-            &msg,
-            "--out",
-            &s.path("sig"),
-        ])
-        .fails(2, &[name]);
-        qubesec([
-            "kem",
-            "decaps",
-            "--key",
-            key,
-            "--ciphertext",
-            &msg,
-            "--secret",
-            &s.path("ss"),
-        ])
-        .fails(2, &[name]);
+    for key in [&garbage, &binary, &broken_b64, &truncated_key, &unknown_label] {
+        let name = std::path::Path::new(key).file_name().unwrap().to_str().unwrap();
+        qubesec(["sig", "sign", "--key", key, "--in", &msg, "--out", &s.path("sig")]).fails(2, &[name]);
+        qubesec(["kem", "decaps", "--key", key, "--ciphertext", &msg, "--secret", &s.path("ss")]).fails(2, &[name]);
         qubesec(["fingerprint", key]).fails(2, &[name]);
     }
     for public in [&garbage, &truncated_pub] {
-        let name = std::path::Path::new(public)
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap();
-        qubesec([
-            "sig", "verify", "--pub", public, "--in", &msg, "--sig", &msg,
-        ])
-        .fails(2, &[name]);
-        qubesec([
-            "kem",
-            "encaps",
-            "--pub",
-            public,
-            "--ciphertext",
-            &s.path("c"),
-            "--secret",
-            &s.path("ss"),
-        ])
-        .fails(2, &[name]);
+        let name = std::path::Path::new(public).file_name().unwrap().to_str().unwrap();
+        qubesec(["sig", "verify", "--pub", public, "--in", &msg, "--sig", &msg]).fails(2, &[name]);
+        qubesec(["kem", "encaps", "--pub", public, "--ciphertext", &s.path("c"), "--secret", &s.path("ss")])
+            .fails(2, &[name]);
     }
-    qubesec([
-        "sig",
-        "sign",
-        "--key",
-        &truncated_key,
-        "--in",
-        &msg,
-        "--out",
-        &s.path("sig"),
-    ])
-    .fails(2, &["truncated.pem", "PKCS#8"]);
+    qubesec(["sig", "sign", "--key", &truncated_key, "--in", &msg, "--out", &s.path("sig")])
+        .fails(2, &["truncated.pem", "PKCS#8"]);
     assert!(!s.dir().join("sig").exists() && !s.dir().join("ss").exists());
 }
 
@@ -955,10 +379,7 @@ fn pkcs8_with_an_inconsistent_both_form_is_rejected() {
     let mut both = vec![0x30, 0x82];
     both.extend(u16::try_from(inner.len()).unwrap().to_be_bytes());
     both.extend(inner);
-    let mut body = vec![
-        0x02, 0x01, 0x00, 0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03,
-        0x11,
-    ];
+    let mut body = vec![0x02, 0x01, 0x00, 0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x11];
     body.extend([0x04, 0x82]);
     body.extend(u16::try_from(both.len()).unwrap().to_be_bytes());
     body.extend(both);
@@ -969,27 +390,15 @@ fn pkcs8_with_an_inconsistent_both_form_is_rejected() {
     let s = Scratch::new();
     let key = s.write("both.pem", pem);
     let msg = s.write("msg", b"m");
-    qubesec([
-        "sig",
-        "sign",
-        "--key",
-        &key,
-        "--in",
-        &msg,
-        "--out",
-        &s.path("sig"),
-    ])
-    .fails(2, &["both.pem", "inconsistent"]);
+    qubesec(["sig", "sign", "--key", &key, "--in", &msg, "--out", &s.path("sig")])
+        .fails(2, &["both.pem", "inconsistent"]);
 }
 
 fn pem_encode(label: &str, der: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut b64 = String::new();
     for chunk in der.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..4 {
             if i <= chunk.len() {
                 b64.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
@@ -998,15 +407,8 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
             }
         }
     }
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        lines.join("\n")
-    )
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
 }
 
 // ---------------------------------------------------------------- outputs
@@ -1018,77 +420,28 @@ fn keygen_replaces_existing_files_atomically_with_secret_mode() {
     let key = s.write("k.pem", b"old key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let public = s.write("p.pem", b"old pub");
-    qubesec([
-        "kem",
-        "keygen",
-        "--alg",
-        "ML-KEM-512",
-        "--key",
-        &key,
-        "--pub",
-        &public,
-    ])
-    .success();
+    qubesec(["kem", "keygen", "--alg", "ML-KEM-512", "--key", &key, "--pub", &public]).success();
     assert_eq!(pem_label(&s.read("k.pem")), "PRIVATE KEY");
     assert_eq!(pem_label(&s.read("p.pem")), "PUBLIC KEY");
-    assert_eq!(
-        s.mode("k.pem"),
-        0o600,
-        "an overwritten private key must become 0600"
-    );
-    assert_eq!(
-        s.entries(),
-        vec!["k.pem", "p.pem"],
-        "no temporary files left behind"
-    );
+    assert_eq!(s.mode("k.pem"), 0o600, "an overwritten private key must become 0600");
+    assert_eq!(s.entries(), vec!["k.pem", "p.pem"], "no temporary files left behind");
 }
 
 #[test]
 fn keygen_refuses_the_same_file_for_key_and_pub() {
     let s = Scratch::new();
     let same = s.path("same.pem");
-    qubesec([
-        "sig",
-        "keygen",
-        "--alg",
-        "ML-DSA-44",
-        "--key",
-        &same,
-        "--pub",
-        &same,
-    ])
-    .fails(2, &["same file"]);
-    qubesec([
-        "kem",
-        "keygen",
-        "--alg",
-        "ML-KEM-512",
-        "--key",
-        &same,
-        "--pub",
-        &same,
-    ])
-    .fails(2, &["same file"]);
+    qubesec(["sig", "keygen", "--alg", "ML-DSA-44", "--key", &same, "--pub", &same]).fails(2, &["same file"]);
+    qubesec(["kem", "keygen", "--alg", "ML-KEM-512", "--key", &same, "--pub", &same]).fails(2, &["same file"]);
     assert!(s.entries().is_empty());
     let (_, public) = keygen(&s, "kem", "ML-KEM-512", "k");
-    qubesec([
-        "kem",
-        "encaps",
-        "--pub",
-        &public,
-        "--ciphertext",
-        &same,
-        "--secret",
-        &same,
-    ])
-    .fails(2, &["same file"]);
+    qubesec(["kem", "encaps", "--pub", &public, "--ciphertext", &same, "--secret", &same]).fails(2, &["same file"]);
     assert!(!s.dir().join("same.pem").exists());
 }
 
 // ---------------------------------------------------------------- kdf
 
-const RFC5869_OKM: &str =
-    "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865";
+const RFC5869_OKM: &str = "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865";
 
 #[test]
 fn kdf_rfc5869_test_case_1() {
@@ -1119,176 +472,38 @@ fn kdf_rfc5869_test_case_1() {
 fn kdf_every_hash_and_length_limits() {
     let s = Scratch::new();
     let ikm = s.write("ikm", b"input key material");
-    for (hash, hash_len) in [
-        ("sha256", 32),
-        ("sha384", 48),
-        ("sha512", 64),
-        ("sha3-256", 32),
-        ("sha3-512", 64),
-    ] {
+    for (hash, hash_len) in [("sha256", 32), ("sha384", 48), ("sha512", 64), ("sha3-256", 32), ("sha3-512", 64)] {
         let max = 255 * hash_len;
-        qubesec([
-            "kdf",
-            "--hash",
-            hash,
-            "--ikm",
-            &ikm,
-            "--len",
-            &max.to_string(),
-            "--out",
-            &s.path(hash),
-        ])
-        .success();
+        qubesec(["kdf", "--hash", hash, "--ikm", &ikm, "--len", &max.to_string(), "--out", &s.path(hash)]).success();
         assert_eq!(s.read(hash).len(), max);
-        qubesec([
-            "kdf",
-            "--hash",
-            hash,
-            "--ikm",
-            &ikm,
-            "--len",
-            &(max + 1).to_string(),
-            "--out",
-            &s.path("x"),
-        ])
-        .fails(2, &["--len", "out of range", &max.to_string()]);
+        qubesec(["kdf", "--hash", hash, "--ikm", &ikm, "--len", &(max + 1).to_string(), "--out", &s.path("x")])
+            .fails(2, &["--len", "out of range", &max.to_string()]);
     }
     // Different hashes give different keys; salt and info matter. (Not salt
     // "00": HMAC zero-pads its key, so that equals the empty salt.)
-    qubesec([
-        "kdf",
-        "--hash",
-        "SHA256",
-        "--ikm",
-        &ikm,
-        "--len",
-        "32",
-        "--out",
-        &s.path("a"),
-    ])
-    .success();
-    qubesec([
-        "kdf",
-        "--hash",
-        "sha3-256",
-        "--ikm",
-        &ikm,
-        "--len",
-        "32",
-        "--out",
-        &s.path("b"),
-    ])
-    .success();
-    qubesec([
-        "kdf",
-        "--hash",
-        "sha256",
-        "--ikm",
-        &ikm,
-        "--len",
-        "32",
-        "--salt-hex",
-        "01",
-        "--out",
-        &s.path("c"),
-    ])
-    .success();
-    qubesec([
-        "kdf",
-        "--hash",
-        "sha256",
-        "--ikm",
-        &ikm,
-        "--len",
-        "32",
-        "--info-hex",
-        "00",
-        "--out",
-        &s.path("d"),
-    ])
-    .success();
+    qubesec(["kdf", "--hash", "SHA256", "--ikm", &ikm, "--len", "32", "--out", &s.path("a")]).success();
+    qubesec(["kdf", "--hash", "sha3-256", "--ikm", &ikm, "--len", "32", "--out", &s.path("b")]).success();
+    qubesec(["kdf", "--hash", "sha256", "--ikm", &ikm, "--len", "32", "--salt-hex", "01", "--out", &s.path("c")])
+        .success();
+    qubesec(["kdf", "--hash", "sha256", "--ikm", &ikm, "--len", "32", "--info-hex", "00", "--out", &s.path("d")])
+        .success();
     let outs: Vec<Vec<u8>> = ["a", "b", "c", "d"].iter().map(|n| s.read(n)).collect();
     for i in 0..outs.len() {
         for j in i + 1..outs.len() {
             assert_ne!(outs[i], outs[j]);
         }
     }
-    qubesec([
-        "kdf",
-        "--hash",
-        "sha256",
-        "--ikm",
-        &ikm,
-        "--len",
-        "0",
-        "--out",
-        &s.path("x"),
-    ])
-    .fails(2, &["--len"]);
-    qubesec([
-        "kdf",
-        "--hash",
-        "sha256",
-        "--ikm",
-        &ikm,
-        "--len",
-        "ten",
-        "--out",
-        &s.path("x"),
-    ])
-    .fails(2, &["--len", "ten"]);
-    qubesec([
-        "kdf",
-        "--hash",
-        "md5",
-        "--ikm",
-        &ikm,
-        "--len",
-        "16",
-        "--out",
-        &s.path("x"),
-    ])
-    .fails(2, &["--hash", "md5", "sha3-512"]);
-    qubesec([
-        "kdf",
-        "--hash",
-        "sha256",
-        "--ikm",
-        &ikm,
-        "--len",
-        "16",
-        "--salt-hex",
-        "0g",
-        "--out",
-        &s.path("x"),
-    ])
-    .fails(2, &["--salt-hex", "not valid hex"]);
-    qubesec([
-        "kdf",
-        "--hash",
-        "sha256",
-        "--ikm",
-        &ikm,
-        "--len",
-        "16",
-        "--info-hex",
-        "123",
-        "--out",
-        &s.path("x"),
-    ])
-    .fails(2, &["--info-hex", "odd"]);
-    qubesec([
-        "kdf",
-        "--hash",
-        "sha256",
-        "--ikm",
-        &s.path("none"),
-        "--len",
-        "16",
-        "--out",
-        &s.path("x"),
-    ])
-    .fails(2, &["none"]);
+    qubesec(["kdf", "--hash", "sha256", "--ikm", &ikm, "--len", "0", "--out", &s.path("x")]).fails(2, &["--len"]);
+    qubesec(["kdf", "--hash", "sha256", "--ikm", &ikm, "--len", "ten", "--out", &s.path("x")])
+        .fails(2, &["--len", "ten"]);
+    qubesec(["kdf", "--hash", "md5", "--ikm", &ikm, "--len", "16", "--out", &s.path("x")])
+        .fails(2, &["--hash", "md5", "sha3-512"]);
+    qubesec(["kdf", "--hash", "sha256", "--ikm", &ikm, "--len", "16", "--salt-hex", "0g", "--out", &s.path("x")])
+        .fails(2, &["--salt-hex", "not valid hex"]);
+    qubesec(["kdf", "--hash", "sha256", "--ikm", &ikm, "--len", "16", "--info-hex", "123", "--out", &s.path("x")])
+        .fails(2, &["--info-hex", "odd"]);
+    qubesec(["kdf", "--hash", "sha256", "--ikm", &s.path("none"), "--len", "16", "--out", &s.path("x")])
+        .fails(2, &["none"]);
     assert!(!s.dir().join("x").exists());
 }
 
@@ -1304,11 +519,7 @@ fn assert_fingerprint_shape(stdout: &str) -> String {
     assert_eq!(lines.len(), 2, "exactly two lines: {stdout:?}");
     let long = lines[0].strip_prefix("sha256:").expect("sha256: prefix");
     assert_eq!(long.len(), 64);
-    assert!(
-        long.chars()
-            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
-        "lowercase hex: {long}"
-    );
+    assert!(long.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)), "lowercase hex: {long}");
     assert_eq!(lines[1], &long[..10]);
     long.to_owned()
 }
@@ -1316,17 +527,10 @@ fn assert_fingerprint_shape(stdout: &str) -> String {
 #[test]
 fn fingerprint_of_public_and_private_keys_agree() {
     let s = Scratch::new();
-    for (kind, alg) in [
-        ("kem", "ML-KEM-768"),
-        ("kem", "X-Wing"),
-        ("sig", "ML-DSA-87"),
-        ("sig", "SLH-DSA-SHA2-128s"),
-    ] {
+    for (kind, alg) in [("kem", "ML-KEM-768"), ("kem", "X-Wing"), ("sig", "ML-DSA-87"), ("sig", "SLH-DSA-SHA2-128s")] {
         let (key, public) = keygen(&s, kind, alg, alg);
-        let from_pub =
-            assert_fingerprint_shape(&qubesec(["fingerprint", &public]).success().stdout_text());
-        let from_key =
-            assert_fingerprint_shape(&qubesec(["fingerprint", &key]).success().stdout_text());
+        let from_pub = assert_fingerprint_shape(&qubesec(["fingerprint", &public]).success().stdout_text());
+        let from_key = assert_fingerprint_shape(&qubesec(["fingerprint", &key]).success().stdout_text());
         assert_eq!(from_pub, from_key, "{alg}");
     }
 }
@@ -1334,10 +538,7 @@ fn fingerprint_of_public_and_private_keys_agree() {
 #[test]
 fn fingerprint_rejects_other_pem_blocks() {
     let s = Scratch::new();
-    let f = s.write(
-        "csr.pem",
-        "-----BEGIN CERTIFICATE REQUEST-----\nMAA=\n-----END CERTIFICATE REQUEST-----\n",
-    );
+    let f = s.write("csr.pem", "-----BEGIN CERTIFICATE REQUEST-----\nMAA=\n-----END CERTIFICATE REQUEST-----\n");
     qubesec(["fingerprint", &f]).fails(2, &["csr.pem", "CERTIFICATE REQUEST"]);
 }
 
@@ -1349,31 +550,13 @@ fn rand_raw_and_hex() {
     let b = qubesec(["rand", "--bytes", "32"]).success().stdout;
     assert_eq!(a.len(), 32);
     assert_ne!(a, b);
-    let h = qubesec(["rand", "--bytes", "16", "--hex"])
-        .success()
-        .stdout_text();
+    let h = qubesec(["rand", "--bytes", "16", "--hex"]).success().stdout_text();
     assert_eq!(h.len(), 33);
     assert!(h.ends_with('\n'));
-    assert!(
-        h.trim_end()
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-    );
+    assert!(h.trim_end().chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     // Larger than one internal chunk.
-    assert_eq!(
-        qubesec(["rand", "--bytes", "200000"])
-            .success()
-            .stdout
-            .len(),
-        200_000
-    );
-    assert_eq!(
-        qubesec(["rand", "--bytes", "100000", "--hex"])
-            .success()
-            .stdout
-            .len(),
-        200_001
-    );
+    assert_eq!(qubesec(["rand", "--bytes", "200000"]).success().stdout.len(), 200_000);
+    assert_eq!(qubesec(["rand", "--bytes", "100000", "--hex"]).success().stdout.len(), 200_001);
 }
 
 #[test]
@@ -1387,8 +570,7 @@ fn rand_rejects_bad_counts() {
 
 // ---------------------------------------------------------------- cert, help, usage
 
-const CERT_MESSAGE: &str =
-    "qubesec cert: not yet implemented (X.509 support lands with the X.509 issue)\n";
+const CERT_MESSAGE: &str = "qubesec cert: not yet implemented (X.509 support lands with the X.509 issue)\n";
 
 #[test]
 fn cert_commands_are_reserved() {
@@ -1426,15 +608,7 @@ fn cert_commands_are_reserved() {
             "--out",
             "c.pem",
         ],
-        vec![
-            "cert",
-            "verify",
-            "--ca",
-            "root.pem",
-            "--intermediate",
-            "int.pem",
-            "leaf.pem",
-        ],
+        vec!["cert", "verify", "--ca", "root.pem", "--intermediate", "int.pem", "leaf.pem"],
     ] {
         let run = qubesec(&args);
         assert_eq!(run.code, 2, "{args:?}");
@@ -1468,12 +642,7 @@ fn help_everywhere() {
         let text = run.stdout_text();
         assert!(text.contains("Usage:"), "{args:?}: {text}");
     }
-    assert!(
-        qubesec(["--version"])
-            .success()
-            .stdout_text()
-            .starts_with("qubesec ")
-    );
+    assert!(qubesec(["--version"]).success().stdout_text().starts_with("qubesec "));
 }
 
 #[test]
@@ -1482,11 +651,5 @@ fn usage_errors_exit_2() {
     assert_eq!(qubesec(["frobnicate"]).code, 2);
     assert_eq!(qubesec(["kem"]).code, 2);
     assert_eq!(qubesec(["kem", "keygen", "--alg", "ML-KEM-768"]).code, 2);
-    assert_eq!(
-        qubesec([
-            "sig", "sign", "--key", "k.pem", "--in", "m", "--out", "s", "--bogus"
-        ])
-        .code,
-        2
-    );
+    assert_eq!(qubesec(["sig", "sign", "--key", "k.pem", "--in", "m", "--out", "s", "--bogus"]).code, 2);
 }

@@ -58,11 +58,7 @@ fn require_python() {
 #[track_caller]
 fn py(args: &[&str]) -> String {
     require_python();
-    let out = Command::new(python())
-        .arg(helper())
-        .args(args)
-        .output()
-        .expect("run python3");
+    let out = Command::new(python()).arg(helper()).args(args).output().expect("run python3");
     assert!(
         out.status.success(),
         "pyca.py {args:?} failed ({}): {}{}",
@@ -77,11 +73,7 @@ fn py(args: &[&str]) -> String {
 #[track_caller]
 fn py_fails(args: &[&str]) {
     require_python();
-    let out = Command::new(python())
-        .arg(helper())
-        .args(args)
-        .output()
-        .expect("run python3");
+    let out = Command::new(python()).arg(helper()).args(args).output().expect("run python3");
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -107,46 +99,18 @@ fn python_decapsulates_our_ciphertexts() {
     for alg in PY_KEMS {
         let (key, public) = keygen(&s, "kem", alg, alg);
         let (ct, ours, theirs) = (s.path("ct"), s.path("ours"), s.path("theirs"));
-        qubesec([
-            "kem",
-            "encaps",
-            "--pub",
-            &public,
-            "--ciphertext",
-            &ct,
-            "--secret",
-            &ours,
-        ])
-        .success();
+        qubesec(["kem", "encaps", "--pub", &public, "--ciphertext", &ct, "--secret", &ours]).success();
         py(&["kem-decaps", &key, &ct, &theirs]);
-        assert_eq!(
-            s.read("ours"),
-            s.read("theirs"),
-            "{alg}: Python recovers a different secret"
-        );
+        assert_eq!(s.read("ours"), s.read("theirs"), "{alg}: Python recovers a different secret");
 
         // Implicit rejection agrees too: a tampered ciphertext gives the same
         // (wrong) secret on both sides.
         let mut bad = s.read("ct");
         bad[0] ^= 0x80;
         let bad_ct = s.write("bad.ct", &bad);
-        qubesec([
-            "kem",
-            "decaps",
-            "--key",
-            &key,
-            "--ciphertext",
-            &bad_ct,
-            "--secret",
-            &s.path("rej-ours"),
-        ])
-        .success();
+        qubesec(["kem", "decaps", "--key", &key, "--ciphertext", &bad_ct, "--secret", &s.path("rej-ours")]).success();
         py(&["kem-decaps", &key, &bad_ct, &s.path("rej-theirs")]);
-        assert_eq!(
-            s.read("rej-ours"),
-            s.read("rej-theirs"),
-            "{alg}: implicit rejection differs"
-        );
+        assert_eq!(s.read("rej-ours"), s.read("rej-theirs"), "{alg}: implicit rejection differs");
         assert_ne!(s.read("rej-ours"), s.read("ours"));
     }
 }
@@ -158,22 +122,8 @@ fn we_decapsulate_python_ciphertexts_to_our_keys() {
         let (key, public) = keygen(&s, "kem", alg, alg);
         let (ct, theirs, ours) = (s.path("ct"), s.path("theirs"), s.path("ours"));
         py(&["kem-encaps", &public, &ct, &theirs]);
-        qubesec([
-            "kem",
-            "decaps",
-            "--key",
-            &key,
-            "--ciphertext",
-            &ct,
-            "--secret",
-            &ours,
-        ])
-        .success();
-        assert_eq!(
-            s.read("ours"),
-            s.read("theirs"),
-            "{alg}: we recover a different secret"
-        );
+        qubesec(["kem", "decaps", "--key", &key, "--ciphertext", &ct, "--secret", &ours]).success();
+        assert_eq!(s.read("ours"), s.read("theirs"), "{alg}: we recover a different secret");
     }
 }
 
@@ -181,35 +131,12 @@ fn we_decapsulate_python_ciphertexts_to_our_keys() {
 fn python_keys_work_in_qubesec() {
     let s = Scratch::new();
     for alg in PY_KEMS {
-        let (key, public) = (
-            s.path(&format!("{alg}.py.key")),
-            s.path(&format!("{alg}.py.pub")),
-        );
+        let (key, public) = (s.path(&format!("{alg}.py.key")), s.path(&format!("{alg}.py.pub")));
         py(&["keygen", alg, &key, &public]);
         // Python key pair, qubesec encapsulates and decapsulates.
         let (ct, ss1, ss2) = (s.path("ct"), s.path("ss1"), s.path("ss2"));
-        qubesec([
-            "kem",
-            "encaps",
-            "--pub",
-            &public,
-            "--ciphertext",
-            &ct,
-            "--secret",
-            &ss1,
-        ])
-        .success();
-        qubesec([
-            "kem",
-            "decaps",
-            "--key",
-            &key,
-            "--ciphertext",
-            &ct,
-            "--secret",
-            &ss2,
-        ])
-        .success();
+        qubesec(["kem", "encaps", "--pub", &public, "--ciphertext", &ct, "--secret", &ss1]).success();
+        qubesec(["kem", "decaps", "--key", &key, "--ciphertext", &ct, "--secret", &ss2]).success();
         assert_eq!(s.read("ss1"), s.read("ss2"), "{alg}");
         // And Python agrees.
         py(&["kem-decaps", &key, &ct, &s.path("ss3")]);
@@ -220,18 +147,12 @@ fn python_keys_work_in_qubesec() {
         assert_eq!(a, b, "{alg}");
     }
     for alg in PY_SIGS {
-        let (key, public) = (
-            s.path(&format!("{alg}.py.key")),
-            s.path(&format!("{alg}.py.pub")),
-        );
+        let (key, public) = (s.path(&format!("{alg}.py.key")), s.path(&format!("{alg}.py.pub")));
         py(&["keygen", alg, &key, &public]);
         let msg = s.write("msg", format!("signed by qubesec with a Python {alg} key"));
         let sig = s.path("sig");
         qubesec(["sig", "sign", "--key", &key, "--in", &msg, "--out", &sig]).success();
-        qubesec([
-            "sig", "verify", "--pub", &public, "--in", &msg, "--sig", &sig,
-        ])
-        .success();
+        qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &sig]).success();
         py(&["sig-verify", &public, &msg, &sig]);
     }
 }
@@ -245,19 +166,8 @@ fn python_verifies_our_signatures() {
         let (sig, sig_ctx) = (s.path("sig"), s.path("sig-ctx"));
         qubesec(["sig", "sign", "--key", &key, "--in", &msg, "--out", &sig]).success();
         py(&["sig-verify", &public, &msg, &sig]);
-        qubesec([
-            "sig",
-            "sign",
-            "--key",
-            &key,
-            "--in",
-            &msg,
-            "--out",
-            &sig_ctx,
-            "--context",
-            "71756265736563",
-        ])
-        .success();
+        qubesec(["sig", "sign", "--key", &key, "--in", &msg, "--out", &sig_ctx, "--context", "71756265736563"])
+            .success();
         py(&["sig-verify", &public, &msg, &sig_ctx, "71756265736563"]);
         // The context is bound: Python rejects it without, or with another one.
         py_fails(&["sig-verify", &public, &msg, &sig_ctx]);
@@ -270,68 +180,31 @@ fn we_verify_python_signatures() {
     let s = Scratch::new();
     let msg = s.write("msg", b"signed in Python");
     for alg in PY_SIGS {
-        let (key, public) = (
-            s.path(&format!("{alg}.py.key")),
-            s.path(&format!("{alg}.py.pub")),
-        );
+        let (key, public) = (s.path(&format!("{alg}.py.key")), s.path(&format!("{alg}.py.pub")));
         py(&["keygen", alg, &key, &public]);
         let (sig, sig_ctx) = (s.path("sig"), s.path("sig-ctx"));
         py(&["sig-sign", &key, &msg, &sig]);
-        qubesec([
-            "sig", "verify", "--pub", &public, "--in", &msg, "--sig", &sig,
-        ])
-        .success();
+        qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &sig]).success();
         py(&["sig-sign", &key, &msg, &sig_ctx, "ff00"]);
-        qubesec([
-            "sig",
-            "verify",
-            "--pub",
-            &public,
-            "--in",
-            &msg,
-            "--sig",
-            &sig_ctx,
-            "--context",
-            "ff00",
-        ])
-        .success();
-        qubesec([
-            "sig", "verify", "--pub", &public, "--in", &msg, "--sig", &sig_ctx,
-        ])
-        .fails(1, &["invalid"]);
+        qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &sig_ctx, "--context", "ff00"]).success();
+        qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &sig_ctx]).fails(1, &["invalid"]);
         let mut tampered = s.read("sig");
         tampered[42] ^= 0x04;
         let bad = s.write("bad.sig", &tampered);
-        qubesec([
-            "sig", "verify", "--pub", &public, "--in", &msg, "--sig", &bad,
-        ])
-        .fails(1, &["invalid"]);
+        qubesec(["sig", "verify", "--pub", &public, "--in", &msg, "--sig", &bad]).fails(1, &["invalid"]);
     }
 }
 
 #[test]
 fn fingerprint_is_sha256_of_the_der_spki() {
     let s = Scratch::new();
-    for (kind, alg) in [
-        ("kem", "ML-KEM-768"),
-        ("kem", "ML-KEM-1024"),
-        ("sig", "ML-DSA-44"),
-        ("sig", "ML-DSA-87"),
-    ] {
+    for (kind, alg) in [("kem", "ML-KEM-768"), ("kem", "ML-KEM-1024"), ("sig", "ML-DSA-44"), ("sig", "ML-DSA-87")] {
         let (key, public) = keygen(&s, kind, alg, alg);
         let expected = py(&["spki-sha256", &public]).trim().to_owned();
         assert_eq!(expected.len(), 64);
         let want = format!("sha256:{expected}\n{}\n", &expected[..10]);
-        assert_eq!(
-            qubesec(["fingerprint", &public]).success().stdout_text(),
-            want,
-            "{alg} public key"
-        );
-        assert_eq!(
-            qubesec(["fingerprint", &key]).success().stdout_text(),
-            want,
-            "{alg} private key"
-        );
+        assert_eq!(qubesec(["fingerprint", &public]).success().stdout_text(), want, "{alg} public key");
+        assert_eq!(qubesec(["fingerprint", &key]).success().stdout_text(), want, "{alg} private key");
     }
 }
 
@@ -349,59 +222,24 @@ fn certificates_are_accepted_wherever_a_public_key_is_read() {
     // fingerprint: the certificate's key, which is the public key's fingerprint.
     for (cert, public) in [(&sig_cert, &ca_pub), (&kem_cert, &kem_pub)] {
         let from_cert = qubesec(["fingerprint", cert]).success().stdout_text();
-        assert_eq!(
-            from_cert,
-            qubesec(["fingerprint", public]).success().stdout_text()
-        );
+        assert_eq!(from_cert, qubesec(["fingerprint", public]).success().stdout_text());
         let independent = py(&["spki-sha256", cert]);
         assert!(from_cert.starts_with(&format!("sha256:{}", independent.trim())));
     }
 
     // kem encaps to a certificate.
     let (ct, ss1, ss2) = (s.path("ct"), s.path("ss1"), s.path("ss2"));
-    qubesec([
-        "kem",
-        "encaps",
-        "--pub",
-        &kem_cert,
-        "--ciphertext",
-        &ct,
-        "--secret",
-        &ss1,
-    ])
-    .success();
-    qubesec([
-        "kem",
-        "decaps",
-        "--key",
-        &kem_key,
-        "--ciphertext",
-        &ct,
-        "--secret",
-        &ss2,
-    ])
-    .success();
+    qubesec(["kem", "encaps", "--pub", &kem_cert, "--ciphertext", &ct, "--secret", &ss1]).success();
+    qubesec(["kem", "decaps", "--key", &kem_key, "--ciphertext", &ct, "--secret", &ss2]).success();
     assert_eq!(s.read("ss1"), s.read("ss2"));
 
     // sig verify against a certificate.
     let msg = s.write("msg", b"m");
     let sig = s.path("sig");
     qubesec(["sig", "sign", "--key", &ca_key, "--in", &msg, "--out", &sig]).success();
-    qubesec([
-        "sig", "verify", "--pub", &sig_cert, "--in", &msg, "--sig", &sig,
-    ])
-    .success();
+    qubesec(["sig", "verify", "--pub", &sig_cert, "--in", &msg, "--sig", &sig]).success();
 
     // Wrong key type through a certificate is still bad input.
-    qubesec([
-        "kem",
-        "encaps",
-        "--pub",
-        &sig_cert,
-        "--ciphertext",
-        &ct,
-        "--secret",
-        &ss1,
-    ])
-    .fails(2, &["ca.crt", "wrong key type"]);
+    qubesec(["kem", "encaps", "--pub", &sig_cert, "--ciphertext", &ct, "--secret", &ss1])
+        .fails(2, &["ca.crt", "wrong key type"]);
 }

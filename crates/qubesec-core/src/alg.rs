@@ -23,11 +23,7 @@ pub struct DeprecatedAlias {
 
 impl fmt::Display for DeprecatedAlias {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "algorithm name {:?} is deprecated; use {:?}",
-            self.alias, self.canonical
-        )
+        write!(f, "algorithm name {:?} is deprecated; use {:?}", self.alias, self.canonical)
     }
 }
 
@@ -39,19 +35,14 @@ fn lookup<T: Copy>(
 ) -> Result<(T, Option<DeprecatedAlias>)> {
     let wanted = name.trim();
     for &(value, canonical, aliases, deprecated) in table {
-        if canonical.eq_ignore_ascii_case(wanted)
-            || aliases.iter().any(|a| a.eq_ignore_ascii_case(wanted))
-        {
+        if canonical.eq_ignore_ascii_case(wanted) || aliases.iter().any(|a| a.eq_ignore_ascii_case(wanted)) {
             return Ok((value, None));
         }
         if let Some(alias) = deprecated.iter().find(|a| a.eq_ignore_ascii_case(wanted)) {
             return Ok((value, Some(DeprecatedAlias { alias, canonical })));
         }
     }
-    Err(Error::UnknownAlgorithm {
-        name: name.to_owned(),
-        expected,
-    })
+    Err(Error::UnknownAlgorithm { name: name.to_owned(), expected })
 }
 
 macro_rules! canonical_impls {
@@ -71,19 +62,14 @@ macro_rules! canonical_impls {
 
         #[cfg(feature = "serde")]
         impl serde::Serialize for $ty {
-            fn serialize<S: serde::Serializer>(
-                &self,
-                s: S,
-            ) -> core::result::Result<S::Ok, S::Error> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
                 s.serialize_str(self.name())
             }
         }
 
         #[cfg(feature = "serde")]
         impl<'de> serde::Deserialize<'de> for $ty {
-            fn deserialize<D: serde::Deserializer<'de>>(
-                d: D,
-            ) -> core::result::Result<Self, D::Error> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
                 let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
                 s.parse().map_err(serde::de::Error::custom)
             }
@@ -107,44 +93,18 @@ pub enum KemAlgorithm {
 
 const KEM_NAMES: &str = "ML-KEM-512, ML-KEM-768, ML-KEM-1024, X-Wing";
 
-type Row<T> = (
-    T,
-    &'static str,
-    &'static [&'static str],
-    &'static [&'static str],
-);
+type Row<T> = (T, &'static str, &'static [&'static str], &'static [&'static str]);
 
 const KEM_TABLE: &[Row<KemAlgorithm>] = &[
-    (
-        KemAlgorithm::MlKem512,
-        "ML-KEM-512",
-        &["MLKEM512", "ML_KEM_512"],
-        &["Kyber512"],
-    ),
-    (
-        KemAlgorithm::MlKem768,
-        "ML-KEM-768",
-        &["MLKEM768", "ML_KEM_768"],
-        &["Kyber768"],
-    ),
-    (
-        KemAlgorithm::MlKem1024,
-        "ML-KEM-1024",
-        &["MLKEM1024", "ML_KEM_1024"],
-        &["Kyber1024"],
-    ),
-    (
-        KemAlgorithm::XWing,
-        "X-Wing",
-        &["XWing", "X_Wing", "MLKEM768-X25519"],
-        &[],
-    ),
+    (KemAlgorithm::MlKem512, "ML-KEM-512", &["MLKEM512", "ML_KEM_512"], &["Kyber512"]),
+    (KemAlgorithm::MlKem768, "ML-KEM-768", &["MLKEM768", "ML_KEM_768"], &["Kyber768"]),
+    (KemAlgorithm::MlKem1024, "ML-KEM-1024", &["MLKEM1024", "ML_KEM_1024"], &["Kyber1024"]),
+    (KemAlgorithm::XWing, "X-Wing", &["XWing", "X_Wing", "MLKEM768-X25519"], &[]),
 ];
 
 impl KemAlgorithm {
     /// Every supported KEM, in a stable order.
-    pub const ALL: [KemAlgorithm; 4] =
-        [Self::MlKem512, Self::MlKem768, Self::MlKem1024, Self::XWing];
+    pub const ALL: [KemAlgorithm; 4] = [Self::MlKem512, Self::MlKem768, Self::MlKem1024, Self::XWing];
 
     /// The canonical name, e.g. `ML-KEM-768`.
     pub const fn name(self) -> &'static str {
@@ -264,96 +224,21 @@ pub enum SignatureAlgorithm {
 const SIG_NAMES: &str = "ML-DSA-44, ML-DSA-65, ML-DSA-87, SLH-DSA-SHA2-128s, SLH-DSA-SHA2-128f, SLH-DSA-SHA2-192s, SLH-DSA-SHA2-192f, SLH-DSA-SHA2-256s, SLH-DSA-SHA2-256f, SLH-DSA-SHAKE-128s, SLH-DSA-SHAKE-128f, SLH-DSA-SHAKE-192s, SLH-DSA-SHAKE-192f, SLH-DSA-SHAKE-256s, SLH-DSA-SHAKE-256f";
 
 const SIG_TABLE: &[Row<SignatureAlgorithm>] = &[
-    (
-        SignatureAlgorithm::MlDsa44,
-        "ML-DSA-44",
-        &["MLDSA44", "ML_DSA_44"],
-        &["Dilithium2"],
-    ),
-    (
-        SignatureAlgorithm::MlDsa65,
-        "ML-DSA-65",
-        &["MLDSA65", "ML_DSA_65"],
-        &["Dilithium3"],
-    ),
-    (
-        SignatureAlgorithm::MlDsa87,
-        "ML-DSA-87",
-        &["MLDSA87", "ML_DSA_87"],
-        &["Dilithium5"],
-    ),
-    (
-        SignatureAlgorithm::SlhDsaSha2_128s,
-        "SLH-DSA-SHA2-128s",
-        &["SLH_DSA_SHA2_128S"],
-        &[],
-    ),
-    (
-        SignatureAlgorithm::SlhDsaSha2_128f,
-        "SLH-DSA-SHA2-128f",
-        &["SLH_DSA_SHA2_128F"],
-        &[],
-    ),
-    (
-        SignatureAlgorithm::SlhDsaSha2_192s,
-        "SLH-DSA-SHA2-192s",
-        &["SLH_DSA_SHA2_192S"],
-        &[],
-    ),
-    (
-        SignatureAlgorithm::SlhDsaSha2_192f,
-        "SLH-DSA-SHA2-192f",
-        &["SLH_DSA_SHA2_192F"],
-        &[],
-    ),
-    (
-        SignatureAlgorithm::SlhDsaSha2_256s,
-        "SLH-DSA-SHA2-256s",
-        &["SLH_DSA_SHA2_256S"],
-        &[],
-    ),
-    (
-        SignatureAlgorithm::SlhDsaSha2_256f,
-        "SLH-DSA-SHA2-256f",
-        &["SLH_DSA_SHA2_256F"],
-        &[],
-    ),
-    (
-        SignatureAlgorithm::SlhDsaShake128s,
-        "SLH-DSA-SHAKE-128s",
-        &["SLH_DSA_SHAKE_128S"],
-        &[],
-    ),
-    (
-        SignatureAlgorithm::SlhDsaShake128f,
-        "SLH-DSA-SHAKE-128f",
-        &["SLH_DSA_SHAKE_128F"],
-        &[],
-    ),
-    (
-        SignatureAlgorithm::SlhDsaShake192s,
-        "SLH-DSA-SHAKE-192s",
-        &["SLH_DSA_SHAKE_192S"],
-        &[],
-    ),
-    (
-        SignatureAlgorithm::SlhDsaShake192f,
-        "SLH-DSA-SHAKE-192f",
-        &["SLH_DSA_SHAKE_192F"],
-        &[],
-    ),
-    (
-        SignatureAlgorithm::SlhDsaShake256s,
-        "SLH-DSA-SHAKE-256s",
-        &["SLH_DSA_SHAKE_256S"],
-        &[],
-    ),
-    (
-        SignatureAlgorithm::SlhDsaShake256f,
-        "SLH-DSA-SHAKE-256f",
-        &["SLH_DSA_SHAKE_256F"],
-        &[],
-    ),
+    (SignatureAlgorithm::MlDsa44, "ML-DSA-44", &["MLDSA44", "ML_DSA_44"], &["Dilithium2"]),
+    (SignatureAlgorithm::MlDsa65, "ML-DSA-65", &["MLDSA65", "ML_DSA_65"], &["Dilithium3"]),
+    (SignatureAlgorithm::MlDsa87, "ML-DSA-87", &["MLDSA87", "ML_DSA_87"], &["Dilithium5"]),
+    (SignatureAlgorithm::SlhDsaSha2_128s, "SLH-DSA-SHA2-128s", &["SLH_DSA_SHA2_128S"], &[]),
+    (SignatureAlgorithm::SlhDsaSha2_128f, "SLH-DSA-SHA2-128f", &["SLH_DSA_SHA2_128F"], &[]),
+    (SignatureAlgorithm::SlhDsaSha2_192s, "SLH-DSA-SHA2-192s", &["SLH_DSA_SHA2_192S"], &[]),
+    (SignatureAlgorithm::SlhDsaSha2_192f, "SLH-DSA-SHA2-192f", &["SLH_DSA_SHA2_192F"], &[]),
+    (SignatureAlgorithm::SlhDsaSha2_256s, "SLH-DSA-SHA2-256s", &["SLH_DSA_SHA2_256S"], &[]),
+    (SignatureAlgorithm::SlhDsaSha2_256f, "SLH-DSA-SHA2-256f", &["SLH_DSA_SHA2_256F"], &[]),
+    (SignatureAlgorithm::SlhDsaShake128s, "SLH-DSA-SHAKE-128s", &["SLH_DSA_SHAKE_128S"], &[]),
+    (SignatureAlgorithm::SlhDsaShake128f, "SLH-DSA-SHAKE-128f", &["SLH_DSA_SHAKE_128F"], &[]),
+    (SignatureAlgorithm::SlhDsaShake192s, "SLH-DSA-SHAKE-192s", &["SLH_DSA_SHAKE_192S"], &[]),
+    (SignatureAlgorithm::SlhDsaShake192f, "SLH-DSA-SHAKE-192f", &["SLH_DSA_SHAKE_192F"], &[]),
+    (SignatureAlgorithm::SlhDsaShake256s, "SLH-DSA-SHAKE-256s", &["SLH_DSA_SHAKE_256S"], &[]),
+    (SignatureAlgorithm::SlhDsaShake256f, "SLH-DSA-SHAKE-256f", &["SLH_DSA_SHAKE_256F"], &[]),
 ];
 
 impl SignatureAlgorithm {
@@ -414,14 +299,8 @@ impl SignatureAlgorithm {
     pub const fn slh_dsa_n(self) -> usize {
         match self {
             Self::MlDsa44 | Self::MlDsa65 | Self::MlDsa87 => 0,
-            Self::SlhDsaSha2_128s
-            | Self::SlhDsaSha2_128f
-            | Self::SlhDsaShake128s
-            | Self::SlhDsaShake128f => 16,
-            Self::SlhDsaSha2_192s
-            | Self::SlhDsaSha2_192f
-            | Self::SlhDsaShake192s
-            | Self::SlhDsaShake192f => 24,
+            Self::SlhDsaSha2_128s | Self::SlhDsaSha2_128f | Self::SlhDsaShake128s | Self::SlhDsaShake128f => 16,
+            Self::SlhDsaSha2_192s | Self::SlhDsaSha2_192f | Self::SlhDsaShake192s | Self::SlhDsaShake192f => 24,
             _ => 32,
         }
     }
@@ -517,47 +396,16 @@ pub enum HashAlgorithm {
 const HASH_NAMES: &str = "sha256, sha384, sha512, sha3-256, sha3-512";
 
 const HASH_TABLE: &[Row<HashAlgorithm>] = &[
-    (
-        HashAlgorithm::Sha256,
-        "sha256",
-        &["SHA-256", "SHA2-256"],
-        &[],
-    ),
-    (
-        HashAlgorithm::Sha384,
-        "sha384",
-        &["SHA-384", "SHA2-384"],
-        &[],
-    ),
-    (
-        HashAlgorithm::Sha512,
-        "sha512",
-        &["SHA-512", "SHA2-512"],
-        &[],
-    ),
-    (
-        HashAlgorithm::Sha3_256,
-        "sha3-256",
-        &["SHA3_256", "SHA3256"],
-        &[],
-    ),
-    (
-        HashAlgorithm::Sha3_512,
-        "sha3-512",
-        &["SHA3_512", "SHA3512"],
-        &[],
-    ),
+    (HashAlgorithm::Sha256, "sha256", &["SHA-256", "SHA2-256"], &[]),
+    (HashAlgorithm::Sha384, "sha384", &["SHA-384", "SHA2-384"], &[]),
+    (HashAlgorithm::Sha512, "sha512", &["SHA-512", "SHA2-512"], &[]),
+    (HashAlgorithm::Sha3_256, "sha3-256", &["SHA3_256", "SHA3256"], &[]),
+    (HashAlgorithm::Sha3_512, "sha3-512", &["SHA3_512", "SHA3512"], &[]),
 ];
 
 impl HashAlgorithm {
     /// Every supported hash, in a stable order.
-    pub const ALL: [HashAlgorithm; 5] = [
-        Self::Sha256,
-        Self::Sha384,
-        Self::Sha512,
-        Self::Sha3_256,
-        Self::Sha3_512,
-    ];
+    pub const ALL: [HashAlgorithm; 5] = [Self::Sha256, Self::Sha384, Self::Sha512, Self::Sha3_256, Self::Sha3_512];
 
     /// The canonical name, e.g. `sha3-256`.
     pub const fn name(self) -> &'static str {
@@ -619,10 +467,7 @@ impl Algorithm {
         }
         SignatureAlgorithm::parse(name)
             .map(|(a, d)| (Self::Signature(a), d))
-            .map_err(|_| Error::UnknownAlgorithm {
-                name: name.to_owned(),
-                expected: ALL_NAMES,
-            })
+            .map_err(|_| Error::UnknownAlgorithm { name: name.to_owned(), expected: ALL_NAMES })
     }
 
     /// The algorithm for a public-key OID, if supported.
@@ -631,12 +476,7 @@ impl Algorithm {
             .iter()
             .find(|a| a.oid() == *oid)
             .map(|a| Self::Kem(*a))
-            .or_else(|| {
-                SignatureAlgorithm::ALL
-                    .iter()
-                    .find(|a| a.oid() == *oid)
-                    .map(|a| Self::Signature(*a))
-            })
+            .or_else(|| SignatureAlgorithm::ALL.iter().find(|a| a.oid() == *oid).map(|a| Self::Signature(*a)))
     }
 
     /// The algorithm's OID.
@@ -676,13 +516,7 @@ mod tests {
             assert_eq!(a.to_string(), a.name());
         }
         for a in SignatureAlgorithm::ALL {
-            assert_eq!(
-                a.name()
-                    .to_uppercase()
-                    .parse::<SignatureAlgorithm>()
-                    .unwrap(),
-                a
-            );
+            assert_eq!(a.name().to_uppercase().parse::<SignatureAlgorithm>().unwrap(), a);
             assert_eq!(Algorithm::from_oid(&a.oid()), Some(Algorithm::Signature(a)));
         }
         for h in HashAlgorithm::ALL {
@@ -705,9 +539,6 @@ mod tests {
     fn unknown_names_list_the_choices() {
         let err = Algorithm::parse("RSA-2048").unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("RSA-2048") && msg.contains("ML-DSA-65"),
-            "{msg}"
-        );
+        assert!(msg.contains("RSA-2048") && msg.contains("ML-DSA-65"), "{msg}");
     }
 }

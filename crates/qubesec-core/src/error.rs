@@ -99,17 +99,10 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn length(what: &'static str, expected: usize, found: usize) -> Self {
-        Error::InvalidLength {
-            what,
-            expected: expected.to_string(),
-            found,
-        }
+        Error::InvalidLength { what, expected: expected.to_string(), found }
     }
 
     pub(crate) fn encoding(what: &'static str, reason: impl core::fmt::Display) -> Self {
-        Error::Encoding {
-            what,
-            reason: reason.to_string(),
-        }
+        Error::Encoding { what, reason: reason.to_string() }
     }
 }

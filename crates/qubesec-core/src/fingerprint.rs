@@ -65,10 +65,7 @@ mod tests {
     fn known_answer_and_short_form() {
         // SHA-256("abc"), FIPS 180-2 Appendix B.1.
         let f = Fingerprint::of_bytes(b"abc");
-        assert_eq!(
-            f.to_string(),
-            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(f.to_string(), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(f.short(), "ba7816bf8f");
     }
 }

@@ -21,10 +21,7 @@ pub struct Prk {
 
 impl core::fmt::Debug for Prk {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Prk")
-            .field("hash", &self.hash)
-            .field("bytes", &"<redacted>")
-            .finish()
+        f.debug_struct("Prk").field("hash", &self.hash).field("bytes", &"<redacted>").finish()
     }
 }
 
@@ -41,10 +38,7 @@ impl Prk {
                 found: bytes.len(),
             });
         }
-        Ok(Self {
-            hash,
-            bytes: Zeroizing::new(bytes.to_vec()),
-        })
+        Ok(Self { hash, bytes: Zeroizing::new(bytes.to_vec()) })
     }
 
     /// The PRK bytes.
@@ -65,11 +59,7 @@ pub const fn max_output_len(hash: HashAlgorithm) -> usize {
 
 fn check_len(hash: HashAlgorithm, len: usize) -> Result<()> {
     if len == 0 || len > max_output_len(hash) {
-        return Err(Error::KdfLength {
-            requested: len,
-            max: max_output_len(hash),
-            hash: hash.name(),
-        });
+        return Err(Error::KdfLength { requested: len, max: max_output_len(hash), hash: hash.name() });
     }
     Ok(())
 }
@@ -123,13 +113,7 @@ pub fn expand(prk: &Prk, info: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>> 
 ///
 /// # Errors
 /// [`Error::KdfLength`] unless `1 <= len <= 255 * HashLen`.
-pub fn derive(
-    hash: HashAlgorithm,
-    ikm: &[u8],
-    salt: &[u8],
-    info: &[u8],
-    len: usize,
-) -> Result<Zeroizing<Vec<u8>>> {
+pub fn derive(hash: HashAlgorithm, ikm: &[u8], salt: &[u8], info: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>> {
     check_len(hash, len)?;
     expand(&extract(hash, salt, ikm), info, len)
 }
@@ -143,13 +127,8 @@ pub(crate) fn extract_with<K: HmacImpl>(salt: &[u8], ikm: &[u8]) -> Zeroizing<Ve
 /// Expand for any HMAC `hkdf` supports; shared by the public API and the RFC 5869 SHA-1 tests.
 pub(crate) fn expand_into<K: HmacImpl>(prk: &[u8], info: &[u8], okm: &mut [u8]) -> Result<()> {
     let len = K::output_size();
-    let kdf =
-        GenericHkdf::<K>::from_prk(prk).map_err(|_| Error::length("HKDF PRK", len, prk.len()))?;
-    kdf.expand(info, okm).map_err(|_| Error::KdfLength {
-        requested: okm.len(),
-        max: 255 * len,
-        hash: "HKDF hash",
-    })
+    let kdf = GenericHkdf::<K>::from_prk(prk).map_err(|_| Error::length("HKDF PRK", len, prk.len()))?;
+    kdf.expand(info, okm).map_err(|_| Error::KdfLength { requested: okm.len(), max: 255 * len, hash: "HKDF hash" })
 }
 
 #[cfg(test)]
@@ -159,21 +138,9 @@ mod tests {
     #[test]
     fn rejects_zero_and_too_long_outputs_with_the_limit() {
         let err = derive(HashAlgorithm::Sha256, b"k", b"", b"", 255 * 32 + 1).unwrap_err();
-        assert_eq!(
-            err,
-            Error::KdfLength {
-                requested: 8161,
-                max: 8160,
-                hash: "sha256"
-            }
-        );
+        assert_eq!(err, Error::KdfLength { requested: 8161, max: 8160, hash: "sha256" });
         assert!(derive(HashAlgorithm::Sha3_512, b"k", b"", b"", 0).is_err());
-        assert_eq!(
-            derive(HashAlgorithm::Sha3_512, b"k", b"", b"", 255 * 64)
-                .unwrap()
-                .len(),
-            16320
-        );
+        assert_eq!(derive(HashAlgorithm::Sha3_512, b"k", b"", b"", 255 * 64).unwrap().len(), 16320);
     }
 
     #[test]
@@ -192,12 +159,9 @@ mod tests {
     /// the public API uses (SHA-1 is not offered publicly, so A.4-A.7 run here).
     #[test]
     fn rfc5869_appendix_a() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/vectors/rfc5869/hkdf.json"
-        );
-        let text = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("{path}: {e} (check out shared/ beside the repo)"));
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors/rfc5869/hkdf.json");
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e} (check out shared/ beside the repo)"));
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
         let hx = |t: &serde_json::Value, f: &str| hex::decode(t[f].as_str().unwrap()).unwrap();
         let mut ran = 0;
@@ -205,10 +169,8 @@ mod tests {
             let mut okm = vec![0u8; usize::try_from(t["L"].as_u64().unwrap()).unwrap()];
             let prk = match t["hash"].as_str().unwrap() {
                 "SHA-256" => {
-                    let prk =
-                        extract_with::<hmac::Hmac<sha2::Sha256>>(&hx(t, "salt"), &hx(t, "ikm"));
-                    expand_into::<hmac::Hmac<sha2::Sha256>>(&prk, &hx(t, "info"), &mut okm)
-                        .unwrap();
+                    let prk = extract_with::<hmac::Hmac<sha2::Sha256>>(&hx(t, "salt"), &hx(t, "ikm"));
+                    expand_into::<hmac::Hmac<sha2::Sha256>>(&prk, &hx(t, "info"), &mut okm).unwrap();
                     prk
                 }
                 "SHA-1" => {
@@ -223,10 +185,7 @@ mod tests {
             ran += 1;
         }
         use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "vectors rfc5869/hkdf.json (all hashes): {ran} cases passed, 0 failed"
-        );
+        let _ = writeln!(std::io::stderr(), "vectors rfc5869/hkdf.json (all hashes): {ran} cases passed, 0 failed");
         assert_eq!(ran, 7);
     }
 

@@ -5,8 +5,7 @@
 
 use proptest::prelude::*;
 use qubesec_core::{
-    Error, KemAlgorithm, KemPrivateKey, PrivateKey, PrivateKeyForm, PublicKey, SignatureAlgorithm,
-    SigningKey,
+    Error, KemAlgorithm, KemPrivateKey, PrivateKey, PrivateKeyForm, PublicKey, SignatureAlgorithm, SigningKey,
 };
 
 fn kem_alg() -> impl Strategy<Value = KemAlgorithm> {
@@ -14,11 +13,7 @@ fn kem_alg() -> impl Strategy<Value = KemAlgorithm> {
 }
 
 fn ml_dsa_alg() -> impl Strategy<Value = SignatureAlgorithm> {
-    prop::sample::select(vec![
-        SignatureAlgorithm::MlDsa44,
-        SignatureAlgorithm::MlDsa65,
-        SignatureAlgorithm::MlDsa87,
-    ])
+    prop::sample::select(vec![SignatureAlgorithm::MlDsa44, SignatureAlgorithm::MlDsa65, SignatureAlgorithm::MlDsa87])
 }
 
 proptest! {
@@ -82,10 +77,7 @@ proptest! {
 
 #[test]
 fn slh_dsa_small_sets_sign_and_round_trip() {
-    for alg in [
-        SignatureAlgorithm::SlhDsaSha2_128f,
-        SignatureAlgorithm::SlhDsaShake128f,
-    ] {
+    for alg in [SignatureAlgorithm::SlhDsaSha2_128f, SignatureAlgorithm::SlhDsaShake128f] {
         let key = SigningKey::generate(alg).unwrap();
         let vk = key.verifying_key().unwrap().clone();
         let sig = key.sign(b"msg", b"ctx").unwrap();
@@ -108,22 +100,14 @@ fn inconsistent_both_form_is_rejected() {
     let mut spliced = both_a.to_vec();
     let n = spliced.len();
     spliced[n - 2400..].copy_from_slice(dk_b);
-    assert_eq!(
-        PrivateKey::from_pkcs8_der(&spliced),
-        Err(Error::InconsistentKey)
-    );
+    assert_eq!(PrivateKey::from_pkcs8_der(&spliced), Err(Error::InconsistentKey));
 }
 
 #[test]
 fn errors_name_what_was_expected_and_found() {
     let err = KemPrivateKey::from_seed(KemAlgorithm::MlKem1024, &[0u8; 63]).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "KEM private key seed: expected 64 bytes, found 63"
-    );
-    let err =
-        PublicKey::from_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
-            .unwrap_err();
+    assert_eq!(err.to_string(), "KEM private key seed: expected 64 bytes, found 63");
+    let err = PublicKey::from_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap_err();
     assert!(err.to_string().contains("found \"PRIVATE KEY\""), "{err}");
     let err = PrivateKey::from_pem(b"not pem").unwrap_err();
     assert!(err.to_string().contains("BEGIN"), "{err}");
@@ -139,10 +123,7 @@ fn debug_output_never_shows_secret_bytes() {
     assert!(!shown.contains(&format!("{:?}", ss.as_bytes())));
     let sk = SigningKey::from_seed(SignatureAlgorithm::MlDsa44, &[0xCD; 32]).unwrap();
     let shown = format!("{sk:?}");
-    assert!(
-        !shown.to_lowercase().contains("cdcd") && shown.contains("redacted"),
-        "{shown}"
-    );
+    assert!(!shown.to_lowercase().contains("cdcd") && shown.contains("redacted"), "{shown}");
 }
 
 #[test]
@@ -150,8 +131,5 @@ fn pem_with_surrounding_text_and_several_blocks_reads_the_first() {
     let key = PrivateKey::from(SigningKey::generate(SignatureAlgorithm::MlDsa44).unwrap());
     let pub_pem = key.public_key().unwrap().to_spki_pem().unwrap();
     let bundle = format!("subject=foo\n{pub_pem}{pub_pem}trailer\n");
-    assert_eq!(
-        PublicKey::from_pem(bundle.as_bytes()).unwrap(),
-        key.public_key().unwrap()
-    );
+    assert_eq!(PublicKey::from_pem(bundle.as_bytes()).unwrap(), key.public_key().unwrap());
 }

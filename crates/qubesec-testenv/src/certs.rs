@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
 };
 
 use crate::error::{Error, Result};
@@ -32,15 +32,10 @@ pub(crate) struct PkiFiles {
 /// Generates every key and certificate and writes them into `dir`.
 pub(crate) fn generate(dir: &Path) -> Result<PkiFiles> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "qubesec-testenv-ca");
+    ca_params.distinguished_name.push(DnType::CommonName, "qubesec-testenv-ca");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
 
     let mut serving = CertificateParams::new(vec![
@@ -51,21 +46,15 @@ pub(crate) fn generate(dir: &Path) -> Result<PkiFiles> {
         "kubernetes.default.svc".to_owned(),
         "10.0.0.1".to_owned(),
     ])?;
-    serving
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
+    serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
     serving.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let serving_key = KeyPair::generate()?;
     let serving_cert = serving.signed_by(&serving_key, &ca)?;
 
     let mut client = CertificateParams::new(Vec::<String>::new())?;
-    client
-        .distinguished_name
-        .push(DnType::CommonName, ADMIN_USER);
-    client
-        .distinguished_name
-        .push(DnType::OrganizationName, "system:masters");
+    client.distinguished_name.push(DnType::CommonName, ADMIN_USER);
+    client.distinguished_name.push(DnType::OrganizationName, "system:masters");
     client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let client_key = KeyPair::generate()?;
@@ -135,8 +124,7 @@ pub(crate) fn write(path: &Path, contents: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .map_err(|e| Error::io(format!("could not create {}", path.display()), e))?;
-    f.write_all(contents.as_bytes())
-        .map_err(|e| Error::io(format!("could not write {}", path.display()), e))
+    f.write_all(contents.as_bytes()).map_err(|e| Error::io(format!("could not write {}", path.display()), e))
 }
 
 #[cfg(test)]
@@ -147,17 +135,8 @@ mod tests {
     fn generates_a_pki_and_a_kubeconfig() {
         let dir = tempfile::tempdir().unwrap();
         let pki = generate(dir.path()).unwrap();
-        for p in [
-            &pki.ca_cert,
-            &pki.serving_cert,
-            &pki.serving_key,
-            &pki.sa_key,
-        ] {
-            assert!(
-                std::fs::read_to_string(p)
-                    .unwrap()
-                    .starts_with("-----BEGIN")
-            );
+        for p in [&pki.ca_cert, &pki.serving_cert, &pki.serving_key, &pki.sa_key] {
+            assert!(std::fs::read_to_string(p).unwrap().starts_with("-----BEGIN"));
         }
         let sa_pub = std::fs::read_to_string(&pki.sa_pub).unwrap();
         assert!(sa_pub.starts_with("-----BEGIN PUBLIC KEY-----"), "{sa_pub}");

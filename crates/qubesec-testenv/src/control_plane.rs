@@ -165,16 +165,9 @@ impl ControlPlane {
         let pki = certs::generate(&path.join("pki"))?;
         let ports = pick_ports()?;
         let kubeconfig = path.join("kubeconfig");
-        certs::write(
-            &kubeconfig,
-            &pki.kubeconfig(&format!("https://127.0.0.1:{}", ports.apiserver)),
-        )?;
-        let etcd = Component::spawn(
-            "etcd",
-            &binaries.etcd,
-            &etcd_args(&path, ports),
-            &path.join("logs").join("etcd.log"),
-        )?;
+        certs::write(&kubeconfig, &pki.kubeconfig(&format!("https://127.0.0.1:{}", ports.apiserver)))?;
+        let etcd =
+            Component::spawn("etcd", &binaries.etcd, &etcd_args(&path, ports), &path.join("logs").join("etcd.log"))?;
         let started_pids = vec![etcd.pid()];
         // A placeholder client until the apiserver runs; building one needs
         // only the kubeconfig, not a live server.
@@ -254,17 +247,12 @@ impl ControlPlane {
 
     /// The log files of the components, by name.
     pub fn log_files(&self) -> Vec<(&'static str, PathBuf)> {
-        self.components()
-            .map(|c| (c.name(), c.log_path().to_path_buf()))
-            .collect()
+        self.components().map(|c| (c.name(), c.log_path().to_path_buf())).collect()
     }
 
     /// The last `lines` lines of every component's log, with headings.
     pub fn log_tails(&self, lines: usize) -> String {
-        self.components()
-            .map(|c| c.log_tail(lines))
-            .collect::<Vec<_>>()
-            .join("")
+        self.components().map(|c| c.log_tail(lines)).collect::<Vec<_>>().join("")
     }
 
     /// The raw bytes etcd stores at `key` (e.g. `/registry/secrets/NS/NAME`),
@@ -337,10 +325,8 @@ impl ControlPlane {
     /// After it returns, none of [`started_pids`](Self::started_pids) is alive.
     pub fn stop(&mut self) {
         let deadline = Instant::now() + STOP_GRACE;
-        let mut front: Vec<Component> = [self.controller_manager.take(), self.apiserver.take()]
-            .into_iter()
-            .flatten()
-            .collect();
+        let mut front: Vec<Component> =
+            [self.controller_manager.take(), self.apiserver.take()].into_iter().flatten().collect();
         for c in &mut front {
             c.terminate();
         }
@@ -358,14 +344,7 @@ impl ControlPlane {
     /// [`Error::Exited`] naming the first component that has exited.
     pub fn check_running(&mut self) -> Result<()> {
         let mut dead = None;
-        for c in [
-            self.etcd.as_mut(),
-            self.apiserver.as_mut(),
-            self.controller_manager.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for c in [self.etcd.as_mut(), self.apiserver.as_mut(), self.controller_manager.as_mut()].into_iter().flatten() {
             if let Some(status) = c.exit_status() {
                 dead = Some((c.name(), status));
                 break;
@@ -373,22 +352,12 @@ impl ControlPlane {
         }
         match dead {
             None => Ok(()),
-            Some((component, status)) => Err(Error::Exited {
-                component,
-                status,
-                logs: self.log_tails(LOG_TAIL_LINES),
-            }),
+            Some((component, status)) => Err(Error::Exited { component, status, logs: self.log_tails(LOG_TAIL_LINES) }),
         }
     }
 
     fn components(&self) -> impl Iterator<Item = &Component> {
-        [
-            self.etcd.as_ref(),
-            self.apiserver.as_ref(),
-            self.controller_manager.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
+        [self.etcd.as_ref(), self.apiserver.as_ref(), self.controller_manager.as_ref()].into_iter().flatten()
     }
 
     async fn wait_for_etcd(&mut self) -> Result<()> {
@@ -410,8 +379,7 @@ impl ControlPlane {
         let log = self.path.join("logs").join("kube-apiserver.log");
         let mut args = self.default_apiserver_args();
         args.extend(self.apiserver_args.iter().cloned());
-        let apiserver =
-            Component::spawn("kube-apiserver", &self.binaries.kube_apiserver, &args, &log)?;
+        let apiserver = Component::spawn("kube-apiserver", &self.binaries.kube_apiserver, &args, &log)?;
         self.started_pids.push(apiserver.pid());
         self.apiserver = Some(apiserver);
         self.client = client_for(&self.kubeconfig).await?;
@@ -422,18 +390,11 @@ impl ControlPlane {
         let deadline = Instant::now() + self.ready_timeout;
         loop {
             self.check_running()?;
-            let probe =
-                self.client
-                    .request_text(
-                        http::Request::get("/readyz")
-                            .body(Vec::new())
-                            .map_err(|e| {
-                                Error::io(
-                                    "bad /readyz request",
-                                    std::io::Error::other(e.to_string()),
-                                )
-                            })?,
-                    );
+            let probe = self.client.request_text(
+                http::Request::get("/readyz")
+                    .body(Vec::new())
+                    .map_err(|e| Error::io("bad /readyz request", std::io::Error::other(e.to_string())))?,
+            );
             let last_error = match tokio::time::timeout(Duration::from_secs(5), probe).await {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(e)) => e.to_string(),
@@ -447,12 +408,7 @@ impl ControlPlane {
     }
 
     fn not_ready(&self, component: &'static str, last_error: String) -> Error {
-        Error::NotReady {
-            component,
-            timeout: self.ready_timeout,
-            last_error,
-            logs: self.log_tails(LOG_TAIL_LINES),
-        }
+        Error::NotReady { component, timeout: self.ready_timeout, last_error, logs: self.log_tails(LOG_TAIL_LINES) }
     }
 
     fn default_apiserver_args(&self) -> Vec<String> {
@@ -545,34 +501,22 @@ static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 /// Another process could still take one before our component binds it;
 /// [`ControlPlaneBuilder::start`] retries then.
 fn pick_ports() -> Result<Ports> {
-    let mut guard = HANDED_OUT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut guard = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let handed_out = guard.get_or_insert_with(HashSet::new);
     let mut listeners = Vec::new();
     let mut ports = Vec::new();
     while ports.len() < 3 {
-        let l = TcpListener::bind(("127.0.0.1", 0))
-            .map_err(|e| Error::io("could not bind a free port on 127.0.0.1", e))?;
-        let port = l
-            .local_addr()
-            .map_err(|e| Error::io("could not read a bound port", e))?
-            .port();
+        let l =
+            TcpListener::bind(("127.0.0.1", 0)).map_err(|e| Error::io("could not bind a free port on 127.0.0.1", e))?;
+        let port = l.local_addr().map_err(|e| Error::io("could not read a bound port", e))?.port();
         if handed_out.insert(port) {
             ports.push(port);
         }
         listeners.push(l);
     }
     match ports[..] {
-        [etcd_client, etcd_peer, apiserver] => Ok(Ports {
-            etcd_client,
-            etcd_peer,
-            apiserver,
-        }),
-        _ => Err(Error::io(
-            "could not pick ports",
-            std::io::Error::other("unreachable"),
-        )),
+        [etcd_client, etcd_peer, apiserver] => Ok(Ports { etcd_client, etcd_peer, apiserver }),
+        _ => Err(Error::io("could not pick ports", std::io::Error::other("unreachable"))),
     }
 }
 

@@ -89,19 +89,14 @@ impl std::fmt::Debug for Error {
 
 impl Error {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io {
-            context: context.into(),
-            source,
-        }
+        Self::Io { context: context.into(), source }
     }
 
     /// Whether a component died because its port was taken (another process
     /// grabbed a port between our pick and its bind); such a start is retried.
     pub(crate) fn is_port_conflict(&self) -> bool {
         match self {
-            Self::Exited { logs, .. } | Self::NotReady { logs, .. } => {
-                logs.contains("address already in use")
-            }
+            Self::Exited { logs, .. } | Self::NotReady { logs, .. } => logs.contains("address already in use"),
             _ => false,
         }
     }

@@ -53,19 +53,14 @@ async fn request(port: u16, method: &str, path: &str, body: &str) -> Result<(u16
 async fn range(port: u16, body: serde_json::Value) -> Result<serde_json::Value> {
     let (status, bytes) = request(port, "POST", "/v3/kv/range", &body.to_string()).await?;
     if status != 200 {
-        return Err(Error::Etcd(format!(
-            "/v3/kv/range returned HTTP {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        )));
+        return Err(Error::Etcd(format!("/v3/kv/range returned HTTP {status}: {}", String::from_utf8_lossy(&bytes))));
     }
     serde_json::from_slice(&bytes).map_err(|e| Error::Etcd(format!("/v3/kv/range: bad JSON: {e}")))
 }
 
 fn decode(field: &serde_json::Value, what: &str) -> Result<Vec<u8>> {
     let text = field.as_str().unwrap_or_default();
-    STANDARD
-        .decode(text)
-        .map_err(|e| Error::Etcd(format!("bad base64 in {what}: {e}")))
+    STANDARD.decode(text).map_err(|e| Error::Etcd(format!("bad base64 in {what}: {e}")))
 }
 
 /// The raw value stored at `key`, or `None` when there is no such key.

@@ -38,10 +38,7 @@ pub fn cache_dir() -> PathBuf {
 /// The workspace root (two levels above this crate's manifest).
 pub fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .nth(2)
-        .map_or_else(|| manifest.to_path_buf(), Path::to_path_buf)
+    manifest.ancestors().nth(2).map_or_else(|| manifest.to_path_buf(), Path::to_path_buf)
 }
 
 /// The directory holding kube-apiserver and kube-controller-manager, e.g.
@@ -66,8 +63,7 @@ pub fn stamp_key(component: &str, version: &str) -> String {
 /// Whether `dir` holds a complete build: a stamp starting with `key` and every
 /// file in `binaries`.
 pub fn is_up_to_date(dir: &Path, key: &str, binaries: &[&str]) -> bool {
-    let stamp_ok =
-        std::fs::read_to_string(dir.join(STAMP_FILE)).is_ok_and(|s| s.lines().next() == Some(key));
+    let stamp_ok = std::fs::read_to_string(dir.join(STAMP_FILE)).is_ok_and(|s| s.lines().next() == Some(key));
     stamp_ok && binaries.iter().all(|b| dir.join(b).is_file())
 }
 
@@ -100,11 +96,7 @@ impl Binaries {
         let k8s = kubernetes_dir(cache);
         let etcd = etcd_dir(cache);
         let checks = [
-            (
-                &k8s,
-                stamp_key("kubernetes", KUBERNETES_VERSION),
-                &["kube-apiserver", "kube-controller-manager"][..],
-            ),
+            (&k8s, stamp_key("kubernetes", KUBERNETES_VERSION), &["kube-apiserver", "kube-controller-manager"][..]),
             (&etcd, stamp_key("etcd", ETCD_VERSION), &["etcd"][..]),
         ];
         for (dir, key, bins) in checks {
@@ -139,11 +131,7 @@ mod tests {
         let k8s = kubernetes_dir(dir.path());
         let etcd = etcd_dir(dir.path());
         for (d, key, bins) in [
-            (
-                &k8s,
-                stamp_key("kubernetes", KUBERNETES_VERSION),
-                &["kube-apiserver", "kube-controller-manager"][..],
-            ),
+            (&k8s, stamp_key("kubernetes", KUBERNETES_VERSION), &["kube-apiserver", "kube-controller-manager"][..]),
             (&etcd, stamp_key("etcd", ETCD_VERSION), &["etcd"][..]),
         ] {
             std::fs::create_dir_all(d).unwrap();

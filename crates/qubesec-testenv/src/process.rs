@@ -26,28 +26,17 @@ pub(crate) struct Component {
 
 impl Component {
     /// Starts `program args...`, appending stdout and stderr to `log_path`.
-    pub(crate) fn spawn(
-        name: &'static str,
-        program: &Path,
-        args: &[String],
-        log_path: &Path,
-    ) -> Result<Self> {
+    pub(crate) fn spawn(name: &'static str, program: &Path, args: &[String], log_path: &Path) -> Result<Self> {
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(log_path)
             .map_err(|e| Error::io(format!("could not open {}", log_path.display()), e))?;
         // A header, so a log that spans restarts shows which run said what.
-        let header = format!(
-            "==== qubesec-testenv: starting {name}: {} {}\n",
-            program.display(),
-            args.join(" ")
-        );
+        let header = format!("==== qubesec-testenv: starting {name}: {} {}\n", program.display(), args.join(" "));
         log.write_all(header.as_bytes())
             .map_err(|e| Error::io(format!("could not write {}", log_path.display()), e))?;
-        let stderr = log
-            .try_clone()
-            .map_err(|e| Error::io("could not duplicate a log file handle", e))?;
+        let stderr = log.try_clone().map_err(|e| Error::io("could not duplicate a log file handle", e))?;
         let child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
@@ -55,12 +44,7 @@ impl Component {
             .stderr(Stdio::from(stderr))
             .spawn()
             .map_err(|e| Error::io(format!("could not start {}", program.display()), e))?;
-        Ok(Self {
-            name,
-            child,
-            log_path: log_path.to_path_buf(),
-            exited: false,
-        })
+        Ok(Self { name, child, log_path: log_path.to_path_buf(), exited: false })
     }
 
     /// The component's name.
@@ -202,10 +186,7 @@ mod tests {
         let mut c = Component::spawn(
             "sh",
             Path::new("/bin/sh"),
-            &[
-                "-c".into(),
-                "trap '' TERM; echo started; exec sleep 30".into(),
-            ],
+            &["-c".into(), "trap '' TERM; echo started; exec sleep 30".into()],
             &log,
         )
         .unwrap();

@@ -14,9 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail, ensure};
-use qubesec_testenv::layout::{
-    self, ETCD_VERSION, KUBERNETES_VERSION, STAMP_FILE, is_up_to_date, stamp_key,
-};
+use qubesec_testenv::layout::{self, ETCD_VERSION, KUBERNETES_VERSION, STAMP_FILE, is_up_to_date, stamp_key};
 
 /// How often a long `go build` reports that it is still running.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
@@ -29,11 +27,7 @@ pub(crate) fn build_all(force: bool) -> anyhow::Result<()> {
     let cache = layout::cache_dir();
     build_kubernetes(&cache, force)?;
     build_etcd(&cache, force)?;
-    eprintln!(
-        "testenv: binaries ready in {} ({:.1} s)",
-        cache.display(),
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("testenv: binaries ready in {} ({:.1} s)", cache.display(), started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -42,17 +36,11 @@ fn build_kubernetes(cache: &Path, force: bool) -> anyhow::Result<()> {
     let out = layout::kubernetes_dir(cache);
     let key = stamp_key("kubernetes", version);
     if !force && is_up_to_date(&out, &key, &K8S_BINARIES) {
-        eprintln!(
-            "testenv: Kubernetes v{version} is up to date in {}",
-            out.display()
-        );
+        eprintln!("testenv: Kubernetes v{version} is up to date in {}", out.display());
         return Ok(());
     }
     let go = GoToolchain::detect()?;
-    eprintln!(
-        "testenv: building Kubernetes v{version} with {}",
-        go.version
-    );
+    eprintln!("testenv: building Kubernetes v{version} with {}", go.version);
 
     // Where k8s.io/kubernetes's go.mod is: `go mod download -json` fetches it.
     let upstream_gomod = go.download_gomod("k8s.io/kubernetes", version)?;
@@ -85,10 +73,7 @@ fn build_kubernetes(cache: &Path, force: bool) -> anyhow::Result<()> {
 
     let mut ldflags = String::from("-s -w");
     let (major, minor) = major_minor(version)?;
-    for pkg in [
-        "k8s.io/component-base/version",
-        "k8s.io/client-go/pkg/version",
-    ] {
+    for pkg in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
         let _ = write!(
             ldflags,
             " -X {pkg}.gitVersion=v{version} -X {pkg}.gitMajor={major} \
@@ -110,10 +95,7 @@ fn build_etcd(cache: &Path, force: bool) -> anyhow::Result<()> {
     let out = layout::etcd_dir(cache);
     let key = stamp_key("etcd", version);
     if !force && is_up_to_date(&out, &key, &["etcd"]) {
-        eprintln!(
-            "testenv: etcd v{version} is up to date in {}",
-            out.display()
-        );
+        eprintln!("testenv: etcd v{version} is up to date in {}", out.display());
         return Ok(());
     }
     let go = GoToolchain::detect()?;
@@ -127,13 +109,7 @@ fn build_etcd(cache: &Path, force: bool) -> anyhow::Result<()> {
     );
     go.prepare_module(&work, &gomod)?;
     start_fresh(&out)?;
-    let secs = go.build(
-        &work,
-        "go.etcd.io/etcd/server/v3",
-        "-s -w",
-        &out.join("etcd"),
-        "etcd",
-    )?;
+    let secs = go.build(&work, "go.etcd.io/etcd/server/v3", "-s -w", &out.join("etcd"), "etcd")?;
     write_stamp(&out, &key, &go, &[format!("etcd: {secs:.0} s")])
 }
 
@@ -161,9 +137,7 @@ fn staging_modules(gomod: &str) -> Vec<String> {
 
 /// Kubernetes `1.X.Y` publishes its staging modules as `v0.X.Y`.
 fn staging_version(version: &str) -> anyhow::Result<String> {
-    let rest = version
-        .strip_prefix("1.")
-        .with_context(|| format!("unexpected Kubernetes version {version}"))?;
+    let rest = version.strip_prefix("1.").with_context(|| format!("unexpected Kubernetes version {version}"))?;
     Ok(format!("v0.{rest}"))
 }
 
@@ -187,15 +161,8 @@ fn start_fresh(out: &Path) -> anyhow::Result<()> {
 }
 
 fn write_stamp(out: &Path, key: &str, go: &GoToolchain, timings: &[String]) -> anyhow::Result<()> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let stamp = format!(
-        "{key}\ngo: {}\nbuilt at (unix): {now}\nbuild times: {}\n",
-        go.version,
-        timings.join(", ")
-    );
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    let stamp = format!("{key}\ngo: {}\nbuilt at (unix): {now}\nbuild times: {}\n", go.version, timings.join(", "));
     let path = out.join(STAMP_FILE);
     std::fs::write(&path, stamp).with_context(|| format!("could not write {}", path.display()))
 }
@@ -212,9 +179,7 @@ impl GoToolchain {
             .args(["env", "GOVERSION"])
             .env("GOTOOLCHAIN", "local")
             .output()
-            .context(
-                "could not run `go`: install a Go toolchain (Kubernetes 1.37 needs Go 1.26 or newer)",
-            )?;
+            .context("could not run `go`: install a Go toolchain (Kubernetes 1.37 needs Go 1.26 or newer)")?;
         ensure!(output.status.success(), "`go env GOVERSION` failed");
         let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         Ok(Self { version })
@@ -261,10 +226,7 @@ impl GoToolchain {
         if let Some(err) = json.get("Error").and_then(|e| e.as_str()) {
             bail!("go mod download {module}@v{version}: {err}");
         }
-        ensure!(
-            output.status.success(),
-            "go mod download {module}@v{version} failed"
-        );
+        ensure!(output.status.success(), "go mod download {module}@v{version} failed");
         let gomod = json
             .get("GoMod")
             .and_then(|p| p.as_str())
@@ -274,39 +236,19 @@ impl GoToolchain {
 
     /// Writes `gomod` into `dir` and lets `go mod tidy` resolve the rest.
     fn prepare_module(&self, dir: &Path, gomod: &str) -> anyhow::Result<()> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("could not create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
         std::fs::write(dir.join("go.mod"), gomod)
             .with_context(|| format!("could not write {}/go.mod", dir.display()))?;
         let started = Instant::now();
-        let status = self
-            .command(dir)
-            .args(["mod", "tidy"])
-            .status()
-            .context("could not run `go mod tidy`")?;
-        ensure!(
-            status.success(),
-            "`go mod tidy` failed in {}",
-            dir.display()
-        );
-        eprintln!(
-            "testenv: resolved modules in {} ({:.1} s)",
-            dir.display(),
-            started.elapsed().as_secs_f64()
-        );
+        let status = self.command(dir).args(["mod", "tidy"]).status().context("could not run `go mod tidy`")?;
+        ensure!(status.success(), "`go mod tidy` failed in {}", dir.display());
+        eprintln!("testenv: resolved modules in {} ({:.1} s)", dir.display(), started.elapsed().as_secs_f64());
         Ok(())
     }
 
     /// `nice -n 10 go build -trimpath` of one command, printing progress every
     /// 30 s; writes to a temp name and renames, so `output` is never partial.
-    fn build(
-        &self,
-        dir: &Path,
-        package: &str,
-        ldflags: &str,
-        output: &Path,
-        label: &str,
-    ) -> anyhow::Result<f64> {
+    fn build(&self, dir: &Path, package: &str, ldflags: &str, output: &Path, label: &str) -> anyhow::Result<f64> {
         let partial = output.with_extension("partial");
         let args = [
             "build".to_owned(),
@@ -322,28 +264,19 @@ impl GoToolchain {
         cmd.args(&args);
         eprintln!("testenv: building {label} ({package})");
         let started = Instant::now();
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("could not start `go build {package}`"))?;
+        let mut child = cmd.spawn().with_context(|| format!("could not start `go build {package}`"))?;
         let mut next_report = PROGRESS_EVERY;
         let status = loop {
             if let Some(status) = child.try_wait().context("could not wait for `go build`")? {
                 break status;
             }
             if started.elapsed() >= next_report {
-                eprintln!(
-                    "testenv: still building {label}: {} s elapsed",
-                    started.elapsed().as_secs()
-                );
+                eprintln!("testenv: still building {label}: {} s elapsed", started.elapsed().as_secs());
                 next_report += PROGRESS_EVERY;
             }
             std::thread::sleep(Duration::from_millis(250));
         };
-        ensure!(
-            status.success(),
-            "`go build {package}` failed ({status}) with {}; see the output above",
-            self.version
-        );
+        ensure!(status.success(), "`go build {package}` failed ({status}) with {}; see the output above", self.version);
         std::fs::rename(&partial, output)
             .with_context(|| format!("could not move the build to {}", output.display()))?;
         let secs = started.elapsed().as_secs_f64();
@@ -363,10 +296,7 @@ mod tests {
                      \tk8s.io/kms => ./staging/src/k8s.io/kms // comment\n\
                      \tgithub.com/x/y => github.com/x/y v1.0.1\n)\n\
                      replace k8s.io/apimachinery v0.0.0 => ./staging/src/k8s.io/apimachinery\n";
-        assert_eq!(
-            staging_modules(gomod),
-            ["k8s.io/api", "k8s.io/apimachinery", "k8s.io/kms"]
-        );
+        assert_eq!(staging_modules(gomod), ["k8s.io/api", "k8s.io/apimachinery", "k8s.io/kms"]);
     }
 
     #[test]

@@ -14,12 +14,10 @@ pub(super) fn run(args: &FingerprintArgs, out: &mut dyn Write) -> Result<(), Fai
     let pem = files::read(&args.file, Some(PEM_LIMIT))?;
     let (label, _) = encoding::decode_pem(&pem).map_err(|e| Failure::input(&shown, e))?;
     let public = match label.as_str() {
-        PUBLIC_KEY_LABEL | CERTIFICATE_LABEL => {
-            PublicKey::from_pem(&pem).map_err(|e| Failure::input(&shown, e))?
+        PUBLIC_KEY_LABEL | CERTIFICATE_LABEL => PublicKey::from_pem(&pem).map_err(|e| Failure::input(&shown, e))?,
+        PRIVATE_KEY_LABEL => {
+            PrivateKey::from_pem(&pem).and_then(|key| key.public_key()).map_err(|e| Failure::input(&shown, e))?
         }
-        PRIVATE_KEY_LABEL => PrivateKey::from_pem(&pem)
-            .and_then(|key| key.public_key())
-            .map_err(|e| Failure::input(&shown, e))?,
         other => {
             return Err(Failure::input(
                 &shown,
@@ -30,6 +28,5 @@ pub(super) fn run(args: &FingerprintArgs, out: &mut dyn Write) -> Result<(), Fai
         }
     };
     let fingerprint = Fingerprint::of_public_key(&public).map_err(|e| Failure::input(&shown, e))?;
-    writeln!(out, "{fingerprint}\n{}", fingerprint.short())
-        .map_err(|e| Failure::io("stdout", "cannot write", &e))
+    writeln!(out, "{fingerprint}\n{}", fingerprint.short()).map_err(|e| Failure::io("stdout", "cannot write", &e))
 }

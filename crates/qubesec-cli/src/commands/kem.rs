@@ -41,11 +41,7 @@ fn parse_alg(name: &str, err: &mut dyn Write) -> Result<KemAlgorithm, Failure> {
 }
 
 fn kem_names() -> String {
-    KemAlgorithm::ALL
-        .iter()
-        .map(|a| a.name())
-        .collect::<Vec<_>>()
-        .join(", ")
+    KemAlgorithm::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
 }
 
 fn keygen(args: &KemKeygenArgs, err: &mut dyn Write) -> Result<(), Failure> {
@@ -54,44 +50,25 @@ fn keygen(args: &KemKeygenArgs, err: &mut dyn Write) -> Result<(), Failure> {
     let key = KemPrivateKey::generate(alg).map_err(|e| Failure::input("kem keygen", e))?;
     let public = PublicKey::from(key.public_key().clone());
     let private = PrivateKey::from(key);
-    let private_pem = private
-        .to_pkcs8_pem()
-        .map_err(|e| Failure::input(args.key.display(), e))?;
-    let public_pem = public
-        .to_spki_pem()
-        .map_err(|e| Failure::input(args.public.display(), e))?;
+    let private_pem = private.to_pkcs8_pem().map_err(|e| Failure::input(args.key.display(), e))?;
+    let public_pem = public.to_spki_pem().map_err(|e| Failure::input(args.public.display(), e))?;
     files::write(&args.key, private_pem.as_bytes(), Sensitivity::Secret)?;
     files::write(&args.public, public_pem.as_bytes(), Sensitivity::Public)
 }
 
 fn encaps(args: &KemEncapsArgs) -> Result<(), Failure> {
-    distinct_outputs(
-        ("--ciphertext", &args.ciphertext),
-        ("--secret", &args.secret),
-    )?;
-    let public = load_public_key(&args.public)?
-        .into_kem()
-        .map_err(|e| Failure::input(args.public.display(), e))?;
-    let (ciphertext, secret) = public
-        .encapsulate()
-        .map_err(|e| Failure::input("kem encaps", e))?;
+    distinct_outputs(("--ciphertext", &args.ciphertext), ("--secret", &args.secret))?;
+    let public = load_public_key(&args.public)?.into_kem().map_err(|e| Failure::input(args.public.display(), e))?;
+    let (ciphertext, secret) = public.encapsulate().map_err(|e| Failure::input("kem encaps", e))?;
     files::write(&args.ciphertext, ciphertext.as_bytes(), Sensitivity::Public)?;
     files::write(&args.secret, secret.as_bytes(), Sensitivity::Secret)
 }
 
 fn decaps(args: &KemDecapsArgs) -> Result<(), Failure> {
-    let key = load_private_key(&args.key)?
-        .into_kem()
-        .map_err(|e| Failure::input(args.key.display(), e))?;
+    let key = load_private_key(&args.key)?.into_kem().map_err(|e| Failure::input(args.key.display(), e))?;
     let bytes = files::read(&args.ciphertext, Some(CIPHERTEXT_LIMIT))?;
-    let ciphertext = KemCiphertext::from_bytes(key.algorithm(), &bytes).map_err(|e| {
-        Failure::input(
-            args.ciphertext.display(),
-            format_args!("{e} (the key is {})", key.algorithm()),
-        )
-    })?;
-    let secret = key
-        .decapsulate(&ciphertext)
-        .map_err(|e| Failure::input(args.ciphertext.display(), e))?;
+    let ciphertext = KemCiphertext::from_bytes(key.algorithm(), &bytes)
+        .map_err(|e| Failure::input(args.ciphertext.display(), format_args!("{e} (the key is {})", key.algorithm())))?;
+    let secret = key.decapsulate(&ciphertext).map_err(|e| Failure::input(args.ciphertext.display(), e))?;
     files::write(&args.secret, secret.as_bytes(), Sensitivity::Secret)
 }

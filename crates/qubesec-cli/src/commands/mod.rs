@@ -19,11 +19,7 @@ mod rand;
 mod sig;
 
 /// Runs one parsed command.
-pub(crate) fn dispatch(
-    command: Command,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<(), Failure> {
+pub(crate) fn dispatch(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Failure> {
     match command {
         Command::Kem(c) => kem::run(c, err),
         Command::Sig(c) => sig::run(c, out, err),
@@ -72,24 +68,13 @@ fn parse_hex(option: &str, value: Option<&str>) -> Result<Zeroizing<Vec<u8>>, Fa
 }
 
 /// Parses a decimal count for `option`, which must lie in `min..=max`.
-fn parse_count(
-    option: &str,
-    text: &str,
-    min: usize,
-    max: usize,
-    unit: impl Display,
-) -> Result<usize, Failure> {
-    let n: usize = text.trim().parse().map_err(|_| {
-        Failure::input(
-            option,
-            format_args!("{text:?} is not a whole number of {unit}"),
-        )
-    })?;
+fn parse_count(option: &str, text: &str, min: usize, max: usize, unit: impl Display) -> Result<usize, Failure> {
+    let n: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| Failure::input(option, format_args!("{text:?} is not a whole number of {unit}")))?;
     if n < min || n > max {
-        return Err(Failure::input(
-            option,
-            format_args!("{n} is out of range; expected {min} to {max} {unit}"),
-        ));
+        return Err(Failure::input(option, format_args!("{n} is out of range; expected {min} to {max} {unit}")));
     }
     Ok(n)
 }
@@ -99,10 +84,7 @@ fn distinct_outputs(a: (&str, &Path), b: (&str, &Path)) -> Result<(), Failure> {
     if files::same_file(a.1, b.1) {
         return Err(Failure::input(
             b.1.display(),
-            format_args!(
-                "{} and {} name the same file; refusing to overwrite one with the other",
-                a.0, b.0
-            ),
+            format_args!("{} and {} name the same file; refusing to overwrite one with the other", a.0, b.0),
         ));
     }
     Ok(())
@@ -117,31 +99,15 @@ mod tests {
         assert_eq!(*parse_hex("--context", Some("00ff")).unwrap(), vec![0, 255]);
         assert!(parse_hex("--context", None).unwrap().is_empty());
         let e = parse_hex("--salt-hex", Some("abc")).unwrap_err();
-        assert_eq!(
-            e.message(),
-            "qubesec: --salt-hex: not valid hex: odd number of hex digits"
-        );
+        assert_eq!(e.message(), "qubesec: --salt-hex: not valid hex: odd number of hex digits");
         let e = parse_hex("--info-hex", Some("zz")).unwrap_err();
-        assert_eq!(
-            e.message(),
-            "qubesec: --info-hex: not valid hex: invalid hex character 'z' at position 0"
-        );
+        assert_eq!(e.message(), "qubesec: --info-hex: not valid hex: invalid hex character 'z' at position 0");
     }
 
     #[test]
     fn counts_are_range_checked() {
         assert_eq!(parse_count("--len", "32", 1, 64, "bytes").unwrap(), 32);
-        assert!(
-            parse_count("--len", "0", 1, 64, "bytes")
-                .unwrap_err()
-                .message()
-                .contains("out of range")
-        );
-        assert!(
-            parse_count("--len", "-1", 1, 64, "bytes")
-                .unwrap_err()
-                .message()
-                .contains("not a whole number")
-        );
+        assert!(parse_count("--len", "0", 1, 64, "bytes").unwrap_err().message().contains("out of range"));
+        assert!(parse_count("--len", "-1", 1, 64, "bytes").unwrap_err().message().contains("not a whole number"));
     }
 }

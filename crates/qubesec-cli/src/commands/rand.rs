@@ -18,11 +18,7 @@ pub(super) fn run(args: &RandArgs, out: &mut dyn Write) -> Result<(), Failure> {
     while left > 0 {
         let n = left.min(CHUNK);
         let chunk = qubesec_core::rand::bytes(n).map_err(|e| Failure::input("rand", e))?;
-        let written = if args.hex {
-            out.write_all(hex::encode(&chunk[..]).as_bytes())
-        } else {
-            out.write_all(&chunk)
-        };
+        let written = if args.hex { out.write_all(hex::encode(&chunk[..]).as_bytes()) } else { out.write_all(&chunk) };
         written.map_err(|e| Failure::io("stdout", "cannot write", &e))?;
         left -= n;
     }

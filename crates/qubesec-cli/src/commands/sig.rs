@@ -15,11 +15,7 @@ const MAX_CONTEXT: usize = 255;
 /// Largest signature file worth reading (the largest signature is 49856 bytes).
 const SIGNATURE_LIMIT: u64 = 1 << 20;
 
-pub(super) fn run(
-    command: SigCommand,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<(), Failure> {
+pub(super) fn run(command: SigCommand, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Failure> {
     match command {
         SigCommand::Keygen(a) => keygen(&a, err),
         SigCommand::Sign(a) => sign(&a),
@@ -39,11 +35,7 @@ fn parse_alg(name: &str, err: &mut dyn Write) -> Result<SignatureAlgorithm, Fail
                 "--alg",
                 format_args!(
                     "{other} is a KEM; `sig keygen` needs a signature algorithm: {} (use `kem keygen` for KEM keys)",
-                    SignatureAlgorithm::ALL
-                        .iter()
-                        .map(|a| a.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    SignatureAlgorithm::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
                 ),
             ),
             Err(_) => Failure::input("--alg", e),
@@ -57,10 +49,7 @@ fn parse_context(value: Option<&str>) -> Result<zeroize::Zeroizing<Vec<u8>>, Fai
     if context.len() > MAX_CONTEXT {
         return Err(Failure::input(
             "--context",
-            format_args!(
-                "context is {} bytes; at most {MAX_CONTEXT} are allowed",
-                context.len()
-            ),
+            format_args!("context is {} bytes; at most {MAX_CONTEXT} are allowed", context.len()),
         ));
     }
     Ok(context)
@@ -71,24 +60,16 @@ fn keygen(args: &SigKeygenArgs, err: &mut dyn Write) -> Result<(), Failure> {
     distinct_outputs(("--key", &args.key), ("--pub", &args.public))?;
     let key = SigningKey::generate(alg).map_err(|e| Failure::input("sig keygen", e))?;
     let private = PrivateKey::from(key);
-    let public = private
-        .public_key()
-        .map_err(|e| Failure::input("sig keygen", e))?;
-    let private_pem = private
-        .to_pkcs8_pem()
-        .map_err(|e| Failure::input(args.key.display(), e))?;
-    let public_pem = public
-        .to_spki_pem()
-        .map_err(|e| Failure::input(args.public.display(), e))?;
+    let public = private.public_key().map_err(|e| Failure::input("sig keygen", e))?;
+    let private_pem = private.to_pkcs8_pem().map_err(|e| Failure::input(args.key.display(), e))?;
+    let public_pem = public.to_spki_pem().map_err(|e| Failure::input(args.public.display(), e))?;
     files::write(&args.key, private_pem.as_bytes(), Sensitivity::Secret)?;
     files::write(&args.public, public_pem.as_bytes(), Sensitivity::Public)
 }
 
 fn sign(args: &SigSignArgs) -> Result<(), Failure> {
     let context = parse_context(args.context.as_deref())?;
-    let key = load_private_key(&args.key)?
-        .into_signature()
-        .map_err(|e| Failure::input(args.key.display(), e))?;
+    let key = load_private_key(&args.key)?.into_signature().map_err(|e| Failure::input(args.key.display(), e))?;
     let message = files::read(&args.input, None)?;
     let signature = key.sign(&message, &context).map_err(|e| match e {
         Error::ContextTooLong { .. } => Failure::input("--context", e),
@@ -100,9 +81,7 @@ fn sign(args: &SigSignArgs) -> Result<(), Failure> {
 fn verify(args: &SigVerifyArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let context = parse_context(args.context.as_deref())?;
     let public: PublicKey = load_public_key(&args.public)?;
-    let key = public
-        .into_signature()
-        .map_err(|e| Failure::input(args.public.display(), e))?;
+    let key = public.into_signature().map_err(|e| Failure::input(args.public.display(), e))?;
     let message = files::read(&args.input, None)?;
     let signature = files::read(&args.sig, Some(SIGNATURE_LIMIT))?;
     match key.verify_bytes(&message, &context, &signature) {
@@ -114,11 +93,7 @@ fn verify(args: &SigVerifyArgs, out: &mut dyn Write) -> Result<(), Failure> {
                 key.algorithm(),
                 args.input.display(),
                 args.public.display(),
-                if context.is_empty() {
-                    " and an empty context"
-                } else {
-                    " and the given context"
-                }
+                if context.is_empty() { " and an empty context" } else { " and the given context" }
             ),
         )),
         Err(e @ Error::ContextTooLong { .. }) => Err(Failure::input("--context", e)),

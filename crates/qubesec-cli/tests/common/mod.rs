@@ -27,23 +27,10 @@ impl Run {
     #[track_caller]
     pub fn fails(self, code: i32, needles: &[&str]) -> Self {
         assert_eq!(self.code, code, "expected exit {code}, got {self:?}");
-        assert!(
-            self.stderr.ends_with('\n'),
-            "stderr must end with a newline: {:?}",
-            self.stderr
-        );
-        assert_eq!(
-            self.stderr.lines().count(),
-            1,
-            "expected one stderr line, got {:?}",
-            self.stderr
-        );
+        assert!(self.stderr.ends_with('\n'), "stderr must end with a newline: {:?}", self.stderr);
+        assert_eq!(self.stderr.lines().count(), 1, "expected one stderr line, got {:?}", self.stderr);
         for needle in needles {
-            assert!(
-                self.stderr.contains(needle),
-                "stderr {:?} lacks {needle:?}",
-                self.stderr
-            );
+            assert!(self.stderr.contains(needle), "stderr {:?} lacks {needle:?}", self.stderr);
         }
         self
     }
@@ -77,27 +64,15 @@ where
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn qubesec");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("write stdin");
+    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
     let out = child.wait_with_output().expect("wait for qubesec");
-    let code = out
-        .status
-        .code()
-        .unwrap_or_else(|| panic!("qubesec died from a signal: {:?}", out.status));
+    let code = out.status.code().unwrap_or_else(|| panic!("qubesec died from a signal: {:?}", out.status));
     assert!(
         matches!(code, 0..=2),
         "exit code {code} is outside the contract (0, 1, 2); stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Run {
-        code,
-        stdout: out.stdout,
-        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
-    }
+    Run { code, stdout: out.stdout, stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8") }
 }
 
 /// A scratch directory with convenient path building.
@@ -110,12 +85,7 @@ impl Scratch {
 
     /// A path inside the directory, as a string for argument lists.
     pub fn path(&self, name: &str) -> String {
-        self.0
-            .path()
-            .join(name)
-            .to_str()
-            .expect("UTF-8 temp path")
-            .to_owned()
+        self.0.path().join(name).to_str().expect("UTF-8 temp path").to_owned()
     }
 
     pub fn dir(&self) -> &Path {
@@ -127,18 +97,13 @@ impl Scratch {
     }
 
     pub fn write(&self, name: &str, data: impl AsRef<[u8]>) -> String {
-        std::fs::write(self.0.path().join(name), data)
-            .unwrap_or_else(|e| panic!("write {name}: {e}"));
+        std::fs::write(self.0.path().join(name), data).unwrap_or_else(|e| panic!("write {name}: {e}"));
         self.path(name)
     }
 
     pub fn mode(&self, name: &str) -> u32 {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(self.0.path().join(name))
-            .expect("metadata")
-            .permissions()
-            .mode()
-            & 0o777
+        std::fs::metadata(self.0.path().join(name)).expect("metadata").permissions().mode() & 0o777
     }
 
     /// Every entry name in the directory, sorted.
@@ -156,10 +121,7 @@ impl Scratch {
 pub fn keygen(s: &Scratch, kind: &str, alg: &str, name: &str) -> (String, String) {
     let key = s.path(&format!("{name}.key.pem"));
     let public = s.path(&format!("{name}.pub.pem"));
-    qubesec([
-        kind, "keygen", "--alg", alg, "--key", &key, "--pub", &public,
-    ])
-    .success();
+    qubesec([kind, "keygen", "--alg", alg, "--key", &key, "--pub", &public]).success();
     (key, public)
 }
 

@@ -111,15 +111,11 @@ impl PublicKey {
     /// [`Error::Encoding`] (only if DER encoding itself fails).
     pub fn to_spki_der(&self) -> Result<Vec<u8>> {
         let spki = SubjectPublicKeyInfoOwned {
-            algorithm: AlgorithmIdentifierOwned {
-                oid: self.algorithm().oid(),
-                parameters: None,
-            },
+            algorithm: AlgorithmIdentifierOwned { oid: self.algorithm().oid(), parameters: None },
             subject_public_key: BitString::from_bytes(self.as_bytes())
                 .map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))?,
         };
-        spki.to_der()
-            .map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))
+        spki.to_der().map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))
     }
 
     /// PEM `PUBLIC KEY`.
@@ -137,28 +133,20 @@ impl PublicKey {
     /// [`Error::Encoding`] for bad DER or present parameters,
     /// [`Error::UnsupportedAlgorithm`] for an unknown OID, and the key's own checks.
     pub fn from_spki_der(der: &[u8]) -> Result<Self> {
-        let spki = SubjectPublicKeyInfoRef::from_der(der)
-            .map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))?;
+        let spki = SubjectPublicKeyInfoRef::from_der(der).map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))?;
         Self::from_spki(&spki)
     }
 
     fn from_spki(spki: &SubjectPublicKeyInfoRef<'_>) -> Result<Self> {
         let oid = spki.algorithm.oid;
-        let alg = Algorithm::from_oid(&oid).ok_or_else(|| Error::UnsupportedAlgorithm {
-            oid: oid.to_string(),
-        })?;
+        let alg = Algorithm::from_oid(&oid).ok_or_else(|| Error::UnsupportedAlgorithm { oid: oid.to_string() })?;
         if spki.algorithm.parameters.is_some() {
-            return Err(Error::encoding(
-                "SubjectPublicKeyInfo",
-                format!("{alg} requires absent parameters"),
-            ));
+            return Err(Error::encoding("SubjectPublicKeyInfo", format!("{alg} requires absent parameters")));
         }
-        let bytes = spki.subject_public_key.as_bytes().ok_or_else(|| {
-            Error::encoding(
-                "SubjectPublicKeyInfo",
-                "public key BIT STRING has unused bits",
-            )
-        })?;
+        let bytes = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| Error::encoding("SubjectPublicKeyInfo", "public key BIT STRING has unused bits"))?;
         Self::from_raw(alg, bytes)
     }
 
@@ -167,12 +155,9 @@ impl PublicKey {
     /// # Errors
     /// [`Error::Encoding`] for a malformed certificate, and as [`Self::from_spki_der`].
     pub fn from_certificate_der(der: &[u8]) -> Result<Self> {
-        let cert =
-            x509_cert::Certificate::from_der(der).map_err(|e| Error::encoding("certificate", e))?;
+        let cert = x509_cert::Certificate::from_der(der).map_err(|e| Error::encoding("certificate", e))?;
         let spki = cert.tbs_certificate().subject_public_key_info();
-        let spki_der = spki
-            .to_der()
-            .map_err(|e| Error::encoding("certificate", e))?;
+        let spki_der = spki.to_der().map_err(|e| Error::encoding("certificate", e))?;
         Self::from_spki_der(&spki_der)
     }
 
@@ -187,9 +172,7 @@ impl PublicKey {
             CERTIFICATE_LABEL => Self::from_certificate_der(&der),
             other => Err(Error::encoding(
                 "PEM",
-                format!(
-                    "expected a \"{PUBLIC_KEY_LABEL}\" or \"{CERTIFICATE_LABEL}\" block, found \"{other}\""
-                ),
+                format!("expected a \"{PUBLIC_KEY_LABEL}\" or \"{CERTIFICATE_LABEL}\" block, found \"{other}\""),
             )),
         }
     }
@@ -218,10 +201,7 @@ impl PublicKey {
 }
 
 fn wrong(expected: &str, found: &str) -> Error {
-    Error::WrongAlgorithm {
-        expected: expected.to_owned(),
-        found: found.to_owned(),
-    }
+    Error::WrongAlgorithm { expected: expected.to_owned(), found: found.to_owned() }
 }
 
 /// Decodes one PEM block, returning its label and DER bytes.
@@ -230,17 +210,14 @@ fn wrong(expected: &str, found: &str) -> Error {
 /// [`Error::Encoding`] for malformed PEM.
 pub fn decode_pem(pem: &[u8]) -> Result<(String, Zeroizing<Vec<u8>>)> {
     let text = core::str::from_utf8(pem).map_err(|_| Error::encoding("PEM", "not UTF-8 text"))?;
-    let start = text
-        .find("-----BEGIN ")
-        .ok_or_else(|| Error::encoding("PEM", "no \"-----BEGIN\" line"))?;
+    let start = text.find("-----BEGIN ").ok_or_else(|| Error::encoding("PEM", "no \"-----BEGIN\" line"))?;
     let block = &text[start..];
     // Only the first block counts; text before and after it (and further blocks) is ignored.
     let end = block
         .find("-----END ")
         .and_then(|e| block[e + 9..].find("-----").map(|close| e + 9 + close + 5))
         .ok_or_else(|| Error::encoding("PEM", "no \"-----END\" line"))?;
-    let (label, der) =
-        der::pem::decode_vec(&block.as_bytes()[..end]).map_err(|e| Error::encoding("PEM", e))?;
+    let (label, der) = der::pem::decode_vec(&block.as_bytes()[..end]).map_err(|e| Error::encoding("PEM", e))?;
     Ok((label.to_owned(), Zeroizing::new(der)))
 }
 
@@ -324,10 +301,7 @@ impl PrivateKey {
         if !self.has_choice() {
             return Ok(Zeroizing::new(self.expanded().to_vec()));
         }
-        let seed = || {
-            self.seed()
-                .ok_or_else(|| Error::encoding("PKCS#8", "the key was loaded without its seed"))
-        };
+        let seed = || self.seed().ok_or_else(|| Error::encoding("PKCS#8", "the key was loaded without its seed"));
         let octet = |b: &[u8]| OctetString::new(b).map_err(|e| Error::encoding("PKCS#8", e));
         let der = match form {
             PrivateKeyForm::Seed => {
@@ -360,15 +334,10 @@ impl PrivateKey {
     pub fn to_pkcs8_der_form(&self, form: PrivateKeyForm) -> Result<Zeroizing<Vec<u8>>> {
         let octets = self.private_key_octets(form)?;
         let info = pkcs8::PrivateKeyInfoRef::new(
-            spki::AlgorithmIdentifierRef {
-                oid: self.algorithm().oid(),
-                parameters: None,
-            },
+            spki::AlgorithmIdentifierRef { oid: self.algorithm().oid(), parameters: None },
             OctetStringRef::new(&octets).map_err(|e| Error::encoding("PKCS#8", e))?,
         );
-        Ok(Zeroizing::new(
-            info.to_der().map_err(|e| Error::encoding("PKCS#8", e))?,
-        ))
+        Ok(Zeroizing::new(info.to_der().map_err(|e| Error::encoding("PKCS#8", e))?))
     }
 
     /// PEM `PRIVATE KEY`, seed-only form.
@@ -397,29 +366,21 @@ impl PrivateKey {
     /// [`Error::Encoding`] saying what was expected and found, [`Error::UnsupportedAlgorithm`],
     /// [`Error::InconsistentKey`] / [`Error::InconsistentPublicKey`].
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
-        let info = pkcs8::PrivateKeyInfoRef::from_der(der)
-            .map_err(|e| Error::encoding("PKCS#8 private key", e))?;
+        let info = pkcs8::PrivateKeyInfoRef::from_der(der).map_err(|e| Error::encoding("PKCS#8 private key", e))?;
         let oid = info.algorithm.oid;
-        let alg = Algorithm::from_oid(&oid).ok_or_else(|| Error::UnsupportedAlgorithm {
-            oid: oid.to_string(),
-        })?;
+        let alg = Algorithm::from_oid(&oid).ok_or_else(|| Error::UnsupportedAlgorithm { oid: oid.to_string() })?;
         if info.algorithm.parameters.is_some() {
-            return Err(Error::encoding(
-                "PKCS#8 private key",
-                format!("{alg} requires absent parameters"),
-            ));
+            return Err(Error::encoding("PKCS#8 private key", format!("{alg} requires absent parameters")));
         }
         let public = match &info.public_key {
-            Some(bits) => Some(bits.as_bytes().ok_or_else(|| {
-                Error::encoding("PKCS#8 private key", "public key has unused bits")
-            })?),
+            Some(bits) => Some(
+                bits.as_bytes().ok_or_else(|| Error::encoding("PKCS#8 private key", "public key has unused bits"))?,
+            ),
             None => None,
         };
         let octets = info.private_key.as_bytes();
         let key = match alg {
-            Algorithm::Kem(KemAlgorithm::XWing) => {
-                Self::Kem(KemPrivateKey::from_seed(KemAlgorithm::XWing, octets)?)
-            }
+            Algorithm::Kem(KemAlgorithm::XWing) => Self::Kem(KemPrivateKey::from_seed(KemAlgorithm::XWing, octets)?),
             Algorithm::Kem(a) => {
                 let (seed, expanded) = parse_choice(octets, a.seed_len(), a.expanded_key_len())?;
                 Self::Kem(match (seed, expanded) {
@@ -443,9 +404,7 @@ impl PrivateKey {
                 };
                 Self::Signature(key)
             }
-            Algorithm::Signature(a) => {
-                Self::Signature(SigningKey::from_expanded(a, octets, public)?)
-            }
+            Algorithm::Signature(a) => Self::Signature(SigningKey::from_expanded(a, octets, public)?),
         };
         if public.is_some_and(|p| matches!(key.public_key(), Ok(k) if k.as_bytes() != p)) {
             return Err(Error::InconsistentPublicKey);
@@ -460,10 +419,7 @@ impl PrivateKey {
     pub fn from_pem(pem: &[u8]) -> Result<Self> {
         let (label, der) = decode_pem(pem)?;
         if label != PRIVATE_KEY_LABEL {
-            return Err(Error::encoding(
-                "PEM",
-                format!("expected a \"{PRIVATE_KEY_LABEL}\" block, found \"{label}\""),
-            ));
+            return Err(Error::encoding("PEM", format!("expected a \"{PRIVATE_KEY_LABEL}\" block, found \"{label}\"")));
         }
         Self::from_pkcs8_der(&der)
     }
@@ -497,24 +453,13 @@ type Halves<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 /// Parses the RFC 9935 / RFC 9881 private-key CHOICE, checking lengths.
 fn parse_choice(octets: &[u8], seed_len: usize, expanded_len: usize) -> Result<Halves<'_>> {
     const WHAT: &str = "PKCS#8 private key";
-    let any = der::asn1::AnyRef::from_der(octets).map_err(|e| {
-        Error::encoding(
-            WHAT,
-            format!("privateKey is not a seed, expandedKey or both structure: {e}"),
-        )
-    })?;
+    let any = der::asn1::AnyRef::from_der(octets)
+        .map_err(|e| Error::encoding(WHAT, format!("privateKey is not a seed, expandedKey or both structure: {e}")))?;
     let check = |what: &'static str, b: &[u8], want: usize| {
-        if b.len() == want {
-            Ok(())
-        } else {
-            Err(Error::length(what, want, b.len()))
-        }
+        if b.len() == want { Ok(()) } else { Err(Error::length(what, want, b.len())) }
     };
     match der::Tagged::tag(&any) {
-        der::Tag::ContextSpecific {
-            constructed: false,
-            number,
-        } if number.value() == 0 => {
+        der::Tag::ContextSpecific { constructed: false, number } if number.value() == 0 => {
             let seed = any.value();
             check("private key seed", seed, seed_len)?;
             Ok((Some(seed), None))
@@ -525,17 +470,13 @@ fn parse_choice(octets: &[u8], seed_len: usize, expanded_len: usize) -> Result<H
             Ok((None, Some(expanded)))
         }
         der::Tag::Sequence => {
-            let mut reader =
-                der::SliceReader::new(any.value()).map_err(|e| Error::encoding(WHAT, e))?;
-            let seed = <&OctetStringRef>::decode(&mut reader)
-                .map_err(|e| Error::encoding(WHAT, format!("both.seed: {e}")))?;
+            let mut reader = der::SliceReader::new(any.value()).map_err(|e| Error::encoding(WHAT, e))?;
+            let seed =
+                <&OctetStringRef>::decode(&mut reader).map_err(|e| Error::encoding(WHAT, format!("both.seed: {e}")))?;
             let expanded = <&OctetStringRef>::decode(&mut reader)
                 .map_err(|e| Error::encoding(WHAT, format!("both.expandedKey: {e}")))?;
             if !der::Reader::is_finished(&reader) {
-                return Err(Error::encoding(
-                    WHAT,
-                    "trailing data after both.expandedKey",
-                ));
+                return Err(Error::encoding(WHAT, "trailing data after both.expandedKey"));
             }
             check("private key seed", seed.as_bytes(), seed_len)?;
             check("expanded private key", expanded.as_bytes(), expanded_len)?;

@@ -3,9 +3,7 @@
 //! Everything here works on validated lengths; the public types in
 //! [`crate::kem`] check lengths before calling in.
 
-use libcrux_ml_kem::{
-    MlKemCiphertext, MlKemPrivateKey, MlKemPublicKey, mlkem512, mlkem768, mlkem1024,
-};
+use libcrux_ml_kem::{MlKemCiphertext, MlKemPrivateKey, MlKemPublicKey, mlkem512, mlkem768, mlkem1024};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::alg::KemAlgorithm;
@@ -37,18 +35,13 @@ macro_rules! dispatch {
                 const $ct: usize = 1568;
                 $body
             }
-            _ => Err(Error::WrongAlgorithm {
-                expected: "ML-KEM".into(),
-                found: $alg.name().into(),
-            }),
+            _ => Err(Error::WrongAlgorithm { expected: "ML-KEM".into(), found: $alg.name().into() }),
         }
     };
 }
 
 fn array<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N]> {
-    bytes
-        .try_into()
-        .map_err(|_| Error::length(what, N, bytes.len()))
+    bytes.try_into().map_err(|_| Error::length(what, N, bytes.len()))
 }
 
 /// An expanded decapsulation key in the backend's own type, boxed so that it
@@ -64,23 +57,11 @@ impl DecapsKey {
         let bytes: [u8; SK] = sk.into();
         let mut bytes = Zeroizing::new(bytes);
         let out = match alg {
-            KemAlgorithm::MlKem512 => Self::K512(Box::new(MlKemPrivateKey::from(array::<1632>(
-                "dk",
-                &bytes[..],
-            )?))),
-            KemAlgorithm::MlKem768 => Self::K768(Box::new(MlKemPrivateKey::from(array::<2400>(
-                "dk",
-                &bytes[..],
-            )?))),
-            KemAlgorithm::MlKem1024 => Self::K1024(Box::new(MlKemPrivateKey::from(array::<3168>(
-                "dk",
-                &bytes[..],
-            )?))),
+            KemAlgorithm::MlKem512 => Self::K512(Box::new(MlKemPrivateKey::from(array::<1632>("dk", &bytes[..])?))),
+            KemAlgorithm::MlKem768 => Self::K768(Box::new(MlKemPrivateKey::from(array::<2400>("dk", &bytes[..])?))),
+            KemAlgorithm::MlKem1024 => Self::K1024(Box::new(MlKemPrivateKey::from(array::<3168>("dk", &bytes[..])?))),
             _ => {
-                return Err(Error::WrongAlgorithm {
-                    expected: "ML-KEM".into(),
-                    found: alg.name().into(),
-                });
+                return Err(Error::WrongAlgorithm { expected: "ML-KEM".into(), found: alg.name().into() });
             }
         };
         bytes.zeroize();
@@ -90,23 +71,17 @@ impl DecapsKey {
     /// Reads an expanded key of the right length (checks are the caller's).
     pub(crate) fn from_bytes(alg: KemAlgorithm, dk: &[u8]) -> Result<Self> {
         Ok(match alg {
-            KemAlgorithm::MlKem512 => Self::K512(Box::new(MlKemPrivateKey::from(array::<1632>(
-                "ML-KEM decapsulation key",
-                dk,
-            )?))),
-            KemAlgorithm::MlKem768 => Self::K768(Box::new(MlKemPrivateKey::from(array::<2400>(
-                "ML-KEM decapsulation key",
-                dk,
-            )?))),
-            KemAlgorithm::MlKem1024 => Self::K1024(Box::new(MlKemPrivateKey::from(array::<3168>(
-                "ML-KEM decapsulation key",
-                dk,
-            )?))),
+            KemAlgorithm::MlKem512 => {
+                Self::K512(Box::new(MlKemPrivateKey::from(array::<1632>("ML-KEM decapsulation key", dk)?)))
+            }
+            KemAlgorithm::MlKem768 => {
+                Self::K768(Box::new(MlKemPrivateKey::from(array::<2400>("ML-KEM decapsulation key", dk)?)))
+            }
+            KemAlgorithm::MlKem1024 => {
+                Self::K1024(Box::new(MlKemPrivateKey::from(array::<3168>("ML-KEM decapsulation key", dk)?)))
+            }
             _ => {
-                return Err(Error::WrongAlgorithm {
-                    expected: "ML-KEM".into(),
-                    found: alg.name().into(),
-                });
+                return Err(Error::WrongAlgorithm { expected: "ML-KEM".into(), found: alg.name().into() });
             }
         })
     }
@@ -178,15 +153,9 @@ pub(crate) fn encapsulate(
 pub(crate) fn decapsulate(dk: &DecapsKey, ct: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
     const WHAT: &str = "ML-KEM ciphertext";
     Ok(Zeroizing::new(match dk {
-        DecapsKey::K512(k) => {
-            mlkem512::decapsulate(k, &MlKemCiphertext::from(array::<768>(WHAT, ct)?))
-        }
-        DecapsKey::K768(k) => {
-            mlkem768::decapsulate(k, &MlKemCiphertext::from(array::<1088>(WHAT, ct)?))
-        }
-        DecapsKey::K1024(k) => {
-            mlkem1024::decapsulate(k, &MlKemCiphertext::from(array::<1568>(WHAT, ct)?))
-        }
+        DecapsKey::K512(k) => mlkem512::decapsulate(k, &MlKemCiphertext::from(array::<768>(WHAT, ct)?)),
+        DecapsKey::K768(k) => mlkem768::decapsulate(k, &MlKemCiphertext::from(array::<1088>(WHAT, ct)?)),
+        DecapsKey::K1024(k) => mlkem1024::decapsulate(k, &MlKemCiphertext::from(array::<1568>(WHAT, ct)?)),
     }))
 }
 

@@ -30,10 +30,7 @@ impl core::fmt::Debug for KemPublicKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("KemPublicKey")
             .field("alg", &self.alg)
-            .field(
-                "fingerprint",
-                &crate::Fingerprint::of_bytes(&self.bytes).to_string(),
-            )
+            .field("fingerprint", &crate::Fingerprint::of_bytes(&self.bytes).to_string())
             .finish()
     }
 }
@@ -46,26 +43,16 @@ impl KemPublicKey {
     /// [`Error::InvalidLength`] or [`Error::InvalidKey`].
     pub fn from_bytes(alg: KemAlgorithm, bytes: &[u8]) -> Result<Self> {
         if bytes.len() != alg.public_key_len() {
-            return Err(Error::length(
-                "KEM public key",
-                alg.public_key_len(),
-                bytes.len(),
-            ));
+            return Err(Error::length("KEM public key", alg.public_key_len(), bytes.len()));
         }
         let valid = match alg {
             KemAlgorithm::XWing => xwing::public_key_is_valid(bytes)?,
             _ => mlkem::public_key_is_valid(alg, bytes)?,
         };
         if !valid {
-            return Err(Error::InvalidKey {
-                what: "KEM public key",
-                reason: "coefficients are not reduced modulo q",
-            });
+            return Err(Error::InvalidKey { what: "KEM public key", reason: "coefficients are not reduced modulo q" });
         }
-        Ok(Self {
-            alg,
-            bytes: bytes.to_vec(),
-        })
+        Ok(Self { alg, bytes: bytes.to_vec() })
     }
 
     /// The algorithm.
@@ -93,17 +80,10 @@ impl KemPublicKey {
     ///
     /// # Errors
     /// [`Error::InvalidLength`] if the randomness has the wrong length.
-    pub fn encapsulate_deterministic(
-        &self,
-        randomness: &[u8],
-    ) -> Result<(KemCiphertext, SharedSecret)> {
+    pub fn encapsulate_deterministic(&self, randomness: &[u8]) -> Result<(KemCiphertext, SharedSecret)> {
         let want = self.alg.encaps_randomness_len();
         if randomness.len() != want {
-            return Err(Error::length(
-                "encapsulation randomness",
-                want,
-                randomness.len(),
-            ));
+            return Err(Error::length("encapsulation randomness", want, randomness.len()));
         }
         let (ct, ss) = match self.alg {
             KemAlgorithm::XWing => {
@@ -117,13 +97,7 @@ impl KemPublicKey {
                 mlkem::encapsulate(self.alg, &self.bytes, &m)?
             }
         };
-        Ok((
-            KemCiphertext {
-                alg: self.alg,
-                bytes: ct,
-            },
-            SharedSecret::new(ss),
-        ))
+        Ok((KemCiphertext { alg: self.alg, bytes: ct }, SharedSecret::new(ss)))
     }
 }
 
@@ -141,16 +115,9 @@ impl KemCiphertext {
     /// [`Error::InvalidLength`].
     pub fn from_bytes(alg: KemAlgorithm, bytes: &[u8]) -> Result<Self> {
         if bytes.len() != alg.ciphertext_len() {
-            return Err(Error::length(
-                "KEM ciphertext",
-                alg.ciphertext_len(),
-                bytes.len(),
-            ));
+            return Err(Error::length("KEM ciphertext", alg.ciphertext_len(), bytes.len()));
         }
-        Ok(Self {
-            alg,
-            bytes: bytes.to_vec(),
-        })
+        Ok(Self { alg, bytes: bytes.to_vec() })
     }
 
     /// The algorithm.
@@ -209,11 +176,7 @@ impl KemPrivateKey {
     /// [`Error::InvalidLength`] if the seed has the wrong length.
     pub fn from_seed(alg: KemAlgorithm, seed: &[u8]) -> Result<Self> {
         if seed.len() != alg.seed_len() {
-            return Err(Error::length(
-                "KEM private key seed",
-                alg.seed_len(),
-                seed.len(),
-            ));
+            return Err(Error::length("KEM private key seed", alg.seed_len(), seed.len()));
         }
         let (inner, pk) = match alg {
             KemAlgorithm::XWing => {
@@ -230,12 +193,7 @@ impl KemPrivateKey {
                 (Decapsulator::MlKem(dk), pk)
             }
         };
-        Ok(Self {
-            alg,
-            seed: Some(Zeroizing::new(seed.to_vec())),
-            inner,
-            public: KemPublicKey { alg, bytes: pk },
-        })
+        Ok(Self { alg, seed: Some(Zeroizing::new(seed.to_vec())), inner, public: KemPublicKey { alg, bytes: pk } })
     }
 
     /// Reads an expanded ML-KEM decapsulation key (FIPS 203 `dk`), checking its
@@ -250,11 +208,7 @@ impl KemPrivateKey {
             return Self::from_seed(alg, dk);
         }
         if dk.len() != alg.expanded_key_len() {
-            return Err(Error::length(
-                "ML-KEM expanded private key",
-                alg.expanded_key_len(),
-                dk.len(),
-            ));
+            return Err(Error::length("ML-KEM expanded private key", alg.expanded_key_len(), dk.len()));
         }
         if !mlkem::private_key_is_valid(alg, dk)? {
             return Err(Error::InvalidKey {
@@ -263,12 +217,7 @@ impl KemPrivateKey {
             });
         }
         let public = KemPublicKey::from_bytes(alg, mlkem::embedded_public_key(alg, dk))?;
-        Ok(Self {
-            alg,
-            seed: None,
-            inner: Decapsulator::MlKem(mlkem::DecapsKey::from_bytes(alg, dk)?),
-            public,
-        })
+        Ok(Self { alg, seed: None, inner: Decapsulator::MlKem(mlkem::DecapsKey::from_bytes(alg, dk)?), public })
     }
 
     /// Reads the RFC 9935 `both` form: the seed and the expanded key must agree.
@@ -313,10 +262,7 @@ impl KemPrivateKey {
     /// [`Error::WrongAlgorithm`] if the ciphertext is for another algorithm.
     pub fn decapsulate(&self, ct: &KemCiphertext) -> Result<SharedSecret> {
         if ct.alg != self.alg {
-            return Err(Error::WrongAlgorithm {
-                expected: self.alg.name().into(),
-                found: ct.alg.name().into(),
-            });
+            return Err(Error::WrongAlgorithm { expected: self.alg.name().into(), found: ct.alg.name().into() });
         }
         let ss = match &self.inner {
             Decapsulator::MlKem(dk) => mlkem::decapsulate(dk, &ct.bytes)?,

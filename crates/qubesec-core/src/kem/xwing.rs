@@ -57,9 +57,7 @@ fn split_pk(pk: &[u8]) -> Result<(&[u8], [u8; 32])> {
         return Err(Error::length("X-Wing public key", PK_M + 32, pk.len()));
     }
     let (m, x) = pk.split_at(PK_M);
-    let x: [u8; 32] = x
-        .try_into()
-        .map_err(|_| Error::length("X25519 public key", 32, x.len()))?;
+    let x: [u8; 32] = x.try_into().map_err(|_| Error::length("X25519 public key", 32, x.len()))?;
     Ok((m, x))
 }
 
@@ -91,9 +89,7 @@ pub(crate) fn decapsulate(expanded: &Expanded, ct: &[u8]) -> Result<Zeroizing<[u
         return Err(Error::length("X-Wing ciphertext", CT_M + 32, ct.len()));
     }
     let (ct_m, ct_x) = ct.split_at(CT_M);
-    let ct_x: [u8; 32] = ct_x
-        .try_into()
-        .map_err(|_| Error::length("X25519 ciphertext", 32, ct_x.len()))?;
+    let ct_x: [u8; 32] = ct_x.try_into().map_err(|_| Error::length("X25519 ciphertext", 32, ct_x.len()))?;
     let ss_m = mlkem::decapsulate(&expanded.dk_m, ct_m)?;
     let ss_x = Zeroizing::new(x25519_dalek::x25519(*expanded.sk_x, ct_x));
     let pk_x = expanded.pk.get(PK_M..).unwrap_or_default();

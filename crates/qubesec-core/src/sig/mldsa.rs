@@ -1,8 +1,6 @@
 //! ML-DSA (FIPS 204) over libcrux-ml-dsa: raw bytes in, raw bytes out.
 
-use libcrux_ml_dsa::{
-    MLDSASignature, MLDSASigningKey, MLDSAVerificationKey, ml_dsa_44, ml_dsa_65, ml_dsa_87,
-};
+use libcrux_ml_dsa::{MLDSASignature, MLDSASigningKey, MLDSAVerificationKey, ml_dsa_44, ml_dsa_65, ml_dsa_87};
 use zeroize::Zeroize;
 
 use crate::alg::SignatureAlgorithm;
@@ -33,18 +31,13 @@ macro_rules! dispatch {
                 const $sig: usize = 4627;
                 $body
             }
-            _ => Err(Error::WrongAlgorithm {
-                expected: "ML-DSA".into(),
-                found: $alg.name().into(),
-            }),
+            _ => Err(Error::WrongAlgorithm { expected: "ML-DSA".into(), found: $alg.name().into() }),
         }
     };
 }
 
 pub(crate) fn array<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N]> {
-    bytes
-        .try_into()
-        .map_err(|_| Error::length(what, N, bytes.len()))
+    bytes.try_into().map_err(|_| Error::length(what, N, bytes.len()))
 }
 
 /// An expanded signing key in the backend's own type, boxed so that it is
@@ -60,20 +53,11 @@ impl SignKey {
     pub(crate) fn from_bytes(alg: SignatureAlgorithm, sk: &[u8]) -> Result<Self> {
         const WHAT: &str = "ML-DSA private key";
         Ok(match alg {
-            SignatureAlgorithm::MlDsa44 => {
-                Self::D44(Box::new(MLDSASigningKey::new(array(WHAT, sk)?)))
-            }
-            SignatureAlgorithm::MlDsa65 => {
-                Self::D65(Box::new(MLDSASigningKey::new(array(WHAT, sk)?)))
-            }
-            SignatureAlgorithm::MlDsa87 => {
-                Self::D87(Box::new(MLDSASigningKey::new(array(WHAT, sk)?)))
-            }
+            SignatureAlgorithm::MlDsa44 => Self::D44(Box::new(MLDSASigningKey::new(array(WHAT, sk)?))),
+            SignatureAlgorithm::MlDsa65 => Self::D65(Box::new(MLDSASigningKey::new(array(WHAT, sk)?))),
+            SignatureAlgorithm::MlDsa87 => Self::D87(Box::new(MLDSASigningKey::new(array(WHAT, sk)?))),
             _ => {
-                return Err(Error::WrongAlgorithm {
-                    expected: "ML-DSA".into(),
-                    found: alg.name().into(),
-                });
+                return Err(Error::WrongAlgorithm { expected: "ML-DSA".into(), found: alg.name().into() });
             }
         })
     }
@@ -102,30 +86,18 @@ pub(crate) fn keygen(alg: SignatureAlgorithm, xi: &[u8; 32]) -> Result<(Vec<u8>,
     Ok(match alg {
         SignatureAlgorithm::MlDsa44 => {
             let pair = ml_dsa_44::generate_key_pair(*xi);
-            (
-                pair.verification_key.as_slice().to_vec(),
-                SignKey::D44(Box::new(pair.signing_key)),
-            )
+            (pair.verification_key.as_slice().to_vec(), SignKey::D44(Box::new(pair.signing_key)))
         }
         SignatureAlgorithm::MlDsa65 => {
             let pair = ml_dsa_65::generate_key_pair(*xi);
-            (
-                pair.verification_key.as_slice().to_vec(),
-                SignKey::D65(Box::new(pair.signing_key)),
-            )
+            (pair.verification_key.as_slice().to_vec(), SignKey::D65(Box::new(pair.signing_key)))
         }
         SignatureAlgorithm::MlDsa87 => {
             let pair = ml_dsa_87::generate_key_pair(*xi);
-            (
-                pair.verification_key.as_slice().to_vec(),
-                SignKey::D87(Box::new(pair.signing_key)),
-            )
+            (pair.verification_key.as_slice().to_vec(), SignKey::D87(Box::new(pair.signing_key)))
         }
         _ => {
-            return Err(Error::WrongAlgorithm {
-                expected: "ML-DSA".into(),
-                found: alg.name().into(),
-            });
+            return Err(Error::WrongAlgorithm { expected: "ML-DSA".into(), found: alg.name().into() });
         }
     })
 }
@@ -144,13 +116,7 @@ pub(crate) fn sign(key: &SignKey, msg: &[u8], ctx: &[u8], rnd: &[u8; 32]) -> Res
 }
 
 /// ML-DSA.Verify(pk, M, sig, ctx).
-pub(crate) fn verify(
-    alg: SignatureAlgorithm,
-    pk: &[u8],
-    msg: &[u8],
-    ctx: &[u8],
-    sig: &[u8],
-) -> Result<()> {
+pub(crate) fn verify(alg: SignatureAlgorithm, pk: &[u8], msg: &[u8], ctx: &[u8], sig: &[u8]) -> Result<()> {
     if ctx.len() > 255 {
         return Err(Error::ContextTooLong { found: ctx.len() });
     }
@@ -171,8 +137,7 @@ pub(crate) fn public_key_matches(pk: &[u8], sk: &[u8]) -> bool {
     xof.update(pk);
     let mut tr = [0u8; 64];
     xof.finalize_xof().read(&mut tr);
-    sk.get(64..128)
-        .is_some_and(|embedded| bool::from(subtle::ConstantTimeEq::ct_eq(embedded, &tr[..])))
+    sk.get(64..128).is_some_and(|embedded| bool::from(subtle::ConstantTimeEq::ct_eq(embedded, &tr[..])))
 }
 
 /// FIPS 204 internal interface (Algorithms 7 and 8), for ACVP conformance only.
@@ -182,15 +147,9 @@ pub(crate) mod internal {
 
     pub(crate) fn sign(key: &SignKey, msg: &[u8], rnd: &[u8; 32]) -> Result<Vec<u8>> {
         let sig = match key {
-            SignKey::D44(k) => {
-                ml_dsa_44::sign_internal(k, msg, *rnd).map(|s| s.as_slice().to_vec())
-            }
-            SignKey::D65(k) => {
-                ml_dsa_65::sign_internal(k, msg, *rnd).map(|s| s.as_slice().to_vec())
-            }
-            SignKey::D87(k) => {
-                ml_dsa_87::sign_internal(k, msg, *rnd).map(|s| s.as_slice().to_vec())
-            }
+            SignKey::D44(k) => ml_dsa_44::sign_internal(k, msg, *rnd).map(|s| s.as_slice().to_vec()),
+            SignKey::D65(k) => ml_dsa_65::sign_internal(k, msg, *rnd).map(|s| s.as_slice().to_vec()),
+            SignKey::D87(k) => ml_dsa_87::sign_internal(k, msg, *rnd).map(|s| s.as_slice().to_vec()),
         };
         sig.map_err(|_| Error::Crypto)
     }

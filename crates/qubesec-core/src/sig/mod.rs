@@ -31,10 +31,7 @@ impl core::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("VerifyingKey")
             .field("alg", &self.alg)
-            .field(
-                "fingerprint",
-                &crate::Fingerprint::of_bytes(&self.bytes).to_string(),
-            )
+            .field("fingerprint", &crate::Fingerprint::of_bytes(&self.bytes).to_string())
             .finish()
     }
 }
@@ -46,16 +43,9 @@ impl VerifyingKey {
     /// [`Error::InvalidLength`].
     pub fn from_bytes(alg: SignatureAlgorithm, bytes: &[u8]) -> Result<Self> {
         if bytes.len() != alg.public_key_len() {
-            return Err(Error::length(
-                "signature public key",
-                alg.public_key_len(),
-                bytes.len(),
-            ));
+            return Err(Error::length("signature public key", alg.public_key_len(), bytes.len()));
         }
-        Ok(Self {
-            alg,
-            bytes: bytes.to_vec(),
-        })
+        Ok(Self { alg, bytes: bytes.to_vec() })
     }
 
     /// The algorithm.
@@ -109,10 +99,7 @@ impl Signature {
         if bytes.len() != alg.signature_len() {
             return Err(Error::length("signature", alg.signature_len(), bytes.len()));
         }
-        Ok(Self {
-            alg,
-            bytes: bytes.to_vec(),
-        })
+        Ok(Self { alg, bytes: bytes.to_vec() })
     }
 
     /// The algorithm.
@@ -192,10 +179,7 @@ impl SigningKey {
     /// [`Error::WrongAlgorithm`] for SLH-DSA, [`Error::InvalidLength`] for a bad seed.
     pub fn from_seed(alg: SignatureAlgorithm, xi: &[u8]) -> Result<Self> {
         if !alg.is_ml_dsa() {
-            return Err(Error::WrongAlgorithm {
-                expected: "ML-DSA".into(),
-                found: alg.name().into(),
-            });
+            return Err(Error::WrongAlgorithm { expected: "ML-DSA".into(), found: alg.name().into() });
         }
         let xi: Zeroizing<[u8; 32]> = Zeroizing::new(mldsa::array::<32>("ML-DSA seed", xi)?);
         let (pk, sk) = mldsa::keygen(alg, &xi)?;
@@ -211,19 +195,9 @@ impl SigningKey {
     ///
     /// # Errors
     /// [`Error::WrongAlgorithm`] for ML-DSA, [`Error::InvalidLength`] for bad seeds.
-    pub fn from_slh_dsa_seeds(
-        alg: SignatureAlgorithm,
-        sk_seed: &[u8],
-        sk_prf: &[u8],
-        pk_seed: &[u8],
-    ) -> Result<Self> {
+    pub fn from_slh_dsa_seeds(alg: SignatureAlgorithm, sk_seed: &[u8], sk_prf: &[u8], pk_seed: &[u8]) -> Result<Self> {
         let (pk, sk) = slhdsa::keygen(alg, sk_seed, sk_prf, pk_seed)?;
-        Ok(Self {
-            alg,
-            seed: None,
-            expanded: Secret::SlhDsa(sk),
-            public: Some(VerifyingKey { alg, bytes: pk }),
-        })
+        Ok(Self { alg, seed: None, expanded: Secret::SlhDsa(sk), public: Some(VerifyingKey { alg, bytes: pk }) })
     }
 
     /// Reads an expanded private key: the FIPS 204 `sk` for ML-DSA, the 4n-byte
@@ -234,17 +208,9 @@ impl SigningKey {
     /// # Errors
     /// [`Error::InvalidLength`], [`Error::InvalidKey`] (ML-DSA `s1`/`s2` out of
     /// range), [`Error::InconsistentKey`] or [`Error::InconsistentPublicKey`].
-    pub fn from_expanded(
-        alg: SignatureAlgorithm,
-        sk: &[u8],
-        public: Option<&[u8]>,
-    ) -> Result<Self> {
+    pub fn from_expanded(alg: SignatureAlgorithm, sk: &[u8], public: Option<&[u8]>) -> Result<Self> {
         if sk.len() != alg.expanded_key_len() {
-            return Err(Error::length(
-                "signature expanded private key",
-                alg.expanded_key_len(),
-                sk.len(),
-            ));
+            return Err(Error::length("signature expanded private key", alg.expanded_key_len(), sk.len()));
         }
         if alg.is_ml_dsa() && !mldsa::expanded_key_is_valid(alg, sk) {
             return Err(Error::InvalidKey {
@@ -267,8 +233,7 @@ impl SigningKey {
             if !slhdsa::private_key_is_consistent(alg, sk)? {
                 return Err(Error::InconsistentKey);
             }
-            let pk =
-                VerifyingKey::from_bytes(alg, sk.get(2 * alg.slh_dsa_n()..).unwrap_or_default())?;
+            let pk = VerifyingKey::from_bytes(alg, sk.get(2 * alg.slh_dsa_n()..).unwrap_or_default())?;
             if public.is_some_and(|p| p != pk.as_bytes()) {
                 return Err(Error::InconsistentPublicKey);
             }
@@ -344,11 +309,7 @@ impl SigningKey {
     /// # Errors
     /// [`Error::ContextTooLong`], [`Error::Randomness`].
     pub fn sign(&self, msg: &[u8], ctx: &[u8]) -> Result<Signature> {
-        let n = if self.alg.is_ml_dsa() {
-            32
-        } else {
-            self.alg.slh_dsa_n()
-        };
+        let n = if self.alg.is_ml_dsa() { 32 } else { self.alg.slh_dsa_n() };
         let rnd = crate::rand::bytes(n)?;
         self.sign_with_randomness(msg, ctx, Some(&rnd))
     }
@@ -366,12 +327,7 @@ impl SigningKey {
     ///
     /// # Errors
     /// [`Error::ContextTooLong`], [`Error::InvalidLength`] for randomness of the wrong size.
-    pub fn sign_with_randomness(
-        &self,
-        msg: &[u8],
-        ctx: &[u8],
-        randomness: Option<&[u8]>,
-    ) -> Result<Signature> {
+    pub fn sign_with_randomness(&self, msg: &[u8], ctx: &[u8], randomness: Option<&[u8]>) -> Result<Signature> {
         let bytes = if self.alg.is_ml_dsa() {
             let rnd = match randomness {
                 Some(r) => Zeroizing::new(mldsa::array::<32>("ML-DSA signing randomness", r)?),
@@ -383,18 +339,11 @@ impl SigningKey {
             }
         } else {
             if let Some(r) = randomness.filter(|r| r.len() != self.alg.slh_dsa_n()) {
-                return Err(Error::length(
-                    "SLH-DSA signing randomness",
-                    self.alg.slh_dsa_n(),
-                    r.len(),
-                ));
+                return Err(Error::length("SLH-DSA signing randomness", self.alg.slh_dsa_n(), r.len()));
             }
             slhdsa::sign(self.alg, self.expanded.as_bytes(), msg, ctx, randomness)?
         };
-        Ok(Signature {
-            alg: self.alg,
-            bytes,
-        })
+        Ok(Signature { alg: self.alg, bytes })
     }
 }
 

@@ -1,8 +1,8 @@
 //! SLH-DSA (FIPS 205) over RustCrypto `slh-dsa`, for the 128-bit SHA2 and SHAKE sets.
 
 use slh_dsa::{
-    Sha2_128f, Sha2_128s, Sha2_192f, Sha2_192s, Sha2_256f, Sha2_256s, Shake128f, Shake128s,
-    Shake192f, Shake192s, Shake256f, Shake256s, Signature, SigningKey, VerifyingKey,
+    Sha2_128f, Sha2_128s, Sha2_192f, Sha2_192s, Sha2_256f, Sha2_256s, Shake128f, Shake128s, Shake192f, Shake192s,
+    Shake256f, Shake256s, Signature, SigningKey, VerifyingKey,
 };
 use zeroize::Zeroizing;
 
@@ -60,10 +60,7 @@ macro_rules! dispatch {
                 type $P = Shake256f;
                 $body
             }
-            _ => Err(Error::WrongAlgorithm {
-                expected: "SLH-DSA".into(),
-                found: $alg.name().into(),
-            }),
+            _ => Err(Error::WrongAlgorithm { expected: "SLH-DSA".into(), found: $alg.name().into() }),
         }
     };
 }
@@ -76,11 +73,7 @@ pub(crate) fn keygen(
     pk_seed: &[u8],
 ) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>)> {
     let n = alg.slh_dsa_n();
-    for (what, s) in [
-        ("SLH-DSA SK.seed", sk_seed),
-        ("SLH-DSA SK.prf", sk_prf),
-        ("SLH-DSA PK.seed", pk_seed),
-    ] {
+    for (what, s) in [("SLH-DSA SK.seed", sk_seed), ("SLH-DSA SK.prf", sk_prf), ("SLH-DSA PK.seed", pk_seed)] {
         if s.len() != n {
             return Err(Error::length(what, n, s.len()));
         }
@@ -101,10 +94,7 @@ pub(crate) fn private_key_is_consistent(alg: SignatureAlgorithm, sk: &[u8]) -> R
     }
     let (seeds, pk) = sk.split_at(2 * n);
     let (_, regenerated) = keygen(alg, &seeds[..n], &seeds[n..], &pk[..n])?;
-    Ok(bool::from(subtle::ConstantTimeEq::ct_eq(
-        &regenerated[..],
-        sk,
-    )))
+    Ok(bool::from(subtle::ConstantTimeEq::ct_eq(&regenerated[..], sk)))
 }
 
 /// slh-sign(M, ctx, SK) with `opt_rand` (`None` = deterministic, PK.seed).
@@ -125,13 +115,7 @@ pub(crate) fn sign(
 }
 
 /// slh-verify(M, sig, ctx, PK).
-pub(crate) fn verify(
-    alg: SignatureAlgorithm,
-    pk: &[u8],
-    msg: &[u8],
-    ctx: &[u8],
-    sig: &[u8],
-) -> Result<()> {
+pub(crate) fn verify(alg: SignatureAlgorithm, pk: &[u8], msg: &[u8], ctx: &[u8], sig: &[u8]) -> Result<()> {
     if ctx.len() > 255 {
         return Err(Error::ContextTooLong { found: ctx.len() });
     }
@@ -144,12 +128,7 @@ pub(crate) fn verify(
 
 /// slh_verify_internal (FIPS 205 Algorithm 20), for ACVP conformance only.
 #[cfg(feature = "hazmat")]
-pub(crate) fn verify_internal(
-    alg: SignatureAlgorithm,
-    pk: &[u8],
-    msg: &[u8],
-    sig: &[u8],
-) -> Result<()> {
+pub(crate) fn verify_internal(alg: SignatureAlgorithm, pk: &[u8], msg: &[u8], sig: &[u8]) -> Result<()> {
     dispatch!(alg, P => {
         let key = VerifyingKey::<P>::try_from(pk).map_err(|_| Error::length("SLH-DSA public key", alg.public_key_len(), pk.len()))?;
         let sig = Signature::<P>::try_from(sig).map_err(|_| Error::VerificationFailed)?;

@@ -7,9 +7,7 @@ use serde_json::Value;
 pub fn vectors_dir() -> PathBuf {
     let dir = std::env::var_os("QUBESEC_VECTORS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
-        });
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"));
     assert!(
         dir.join("README.md").is_file(),
         "test vectors not found at {}: check out `shared/` beside the repository (or set QUBESEC_VECTORS)",
@@ -20,8 +18,7 @@ pub fn vectors_dir() -> PathBuf {
 
 pub fn load(rel: &str) -> Value {
     let path = vectors_dir().join(rel);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 
@@ -42,13 +39,7 @@ pub fn groups(v: &Value) -> impl Iterator<Item = (&Value, &Value)> {
         .as_array()
         .expect("testGroups")
         .iter()
-        .flat_map(|g| {
-            g["tests"]
-                .as_array()
-                .expect("tests")
-                .iter()
-                .map(move |t| (g, t))
-        })
+        .flat_map(|g| g["tests"].as_array().expect("tests").iter().map(move |t| (g, t)))
 }
 
 /// Wycheproof: is this case expected to succeed?
@@ -70,12 +61,7 @@ pub struct Tally {
 
 impl Tally {
     pub fn new(file: &str) -> Self {
-        Self {
-            file: file.to_owned(),
-            passed: 0,
-            not_applicable: Vec::new(),
-            failures: Vec::new(),
-        }
+        Self { file: file.to_owned(), passed: 0, not_applicable: Vec::new(), failures: Vec::new() }
     }
 
     pub fn check(&mut self, id: impl std::fmt::Display, ok: bool, why: impl FnOnce() -> String) {
@@ -94,11 +80,7 @@ impl Tally {
         let na = if self.not_applicable.is_empty() {
             String::new()
         } else {
-            format!(
-                ", {} not applicable: {}",
-                self.not_applicable.len(),
-                self.not_applicable.join(", ")
-            )
+            format!(", {} not applicable: {}", self.not_applicable.len(), self.not_applicable.join(", "))
         };
         let _ = writeln!(
             std::io::stderr(),

@@ -7,9 +7,7 @@ use qubesec_core::{PrivateKey, PublicKey};
 use crate::common::{Tally, load};
 
 fn b64(v: &serde_json::Value) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(v.as_str().unwrap())
-        .unwrap()
+    base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap()
 }
 
 #[test]
@@ -24,23 +22,13 @@ fn pure_ml_dsa_cases() {
             tally.not_applicable(id, "composite algorithm: X.509 issue");
             continue;
         }
-        let from_cert = PublicKey::from_certificate_der(&b64(&t["x5c"]))
-            .unwrap()
-            .into_signature()
-            .unwrap();
-        let key = PrivateKey::from_pkcs8_der(&b64(&t["sk_pkcs8"]))
-            .unwrap()
-            .into_signature()
-            .unwrap();
+        let from_cert = PublicKey::from_certificate_der(&b64(&t["x5c"])).unwrap().into_signature().unwrap();
+        let key = PrivateKey::from_pkcs8_der(&b64(&t["sk_pkcs8"])).unwrap().into_signature().unwrap();
         let ok = from_cert.as_bytes() == b64(&t["pk"])
             && key.verifying_key().unwrap() == &from_cert
             && from_cert.verify_bytes(&m, &[], &b64(&t["s"])).is_ok()
-            && from_cert
-                .verify_bytes(&m, &ctx, &b64(&t["sWithContext"]))
-                .is_ok()
-            && from_cert
-                .verify_bytes(&m, &[], &b64(&t["sWithContext"]))
-                .is_err();
+            && from_cert.verify_bytes(&m, &ctx, &b64(&t["sWithContext"])).is_ok()
+            && from_cert.verify_bytes(&m, &[], &b64(&t["sWithContext"])).is_err();
         tally.check(id, ok, || "key or signature mismatch".into());
     }
     tally.finish();

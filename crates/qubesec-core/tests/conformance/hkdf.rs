@@ -4,11 +4,9 @@ use crate::common::{Tally, groups, hx, load, valid};
 
 #[test]
 fn wycheproof_hkdf() {
-    for (name, hash) in [
-        ("sha256", HashAlgorithm::Sha256),
-        ("sha384", HashAlgorithm::Sha384),
-        ("sha512", HashAlgorithm::Sha512),
-    ] {
+    for (name, hash) in
+        [("sha256", HashAlgorithm::Sha256), ("sha384", HashAlgorithm::Sha384), ("sha512", HashAlgorithm::Sha512)]
+    {
         let file = format!("wycheproof/hkdf_{name}_test.json");
         let mut tally = Tally::new(&file);
         for (_, t) in groups(&load(&file)) {
@@ -19,9 +17,7 @@ fn wycheproof_hkdf() {
                 (false, Err(Error::KdfLength { .. })) => true,
                 _ => false,
             };
-            tally.check(&t["tcId"], ok, || {
-                format!("expected {} ({})", t["result"], t["comment"])
-            });
+            tally.check(&t["tcId"], ok, || format!("expected {} ({})", t["result"], t["comment"]));
         }
         tally.finish();
     }
@@ -40,16 +36,8 @@ fn rfc5869_sha256() {
         let len = usize::try_from(t["L"].as_u64().unwrap()).unwrap();
         let prk = kdf::extract(HashAlgorithm::Sha256, &hx(t, "salt"), &hx(t, "ikm"));
         let okm = kdf::expand(&prk, &hx(t, "info"), len).unwrap();
-        let one_shot = kdf::derive(
-            HashAlgorithm::Sha256,
-            &hx(t, "ikm"),
-            &hx(t, "salt"),
-            &hx(t, "info"),
-            len,
-        )
-        .unwrap();
-        let ok =
-            prk.as_bytes() == hx(t, "prk") && *okm == hx(t, "okm") && *one_shot == hx(t, "okm");
+        let one_shot = kdf::derive(HashAlgorithm::Sha256, &hx(t, "ikm"), &hx(t, "salt"), &hx(t, "info"), len).unwrap();
+        let ok = prk.as_bytes() == hx(t, "prk") && *okm == hx(t, "okm") && *one_shot == hx(t, "okm");
         tally.check(&t["tcId"], ok, || "PRK/OKM mismatch".into());
     }
     tally.finish();

@@ -4,13 +4,7 @@
 //! Every file prints how many cases it ran (straight to stderr, so the count
 //! shows even when the harness captures output) and fails if it ran none.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    missing_docs,
-    unreachable_pub
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, unreachable_pub)]
 
 mod common;
 mod composite;

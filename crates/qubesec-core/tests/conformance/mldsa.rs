@@ -4,18 +4,11 @@ use serde_json::Value;
 use crate::common::{Tally, groups, has, hx, load, valid};
 
 fn param(g: &Value) -> SignatureAlgorithm {
-    g["parameterSet"]
-        .as_str()
-        .expect("parameterSet")
-        .parse()
-        .expect("known parameter set")
+    g["parameterSet"].as_str().expect("parameterSet").parse().expect("known parameter set")
 }
 
-const SETS: [(&str, SignatureAlgorithm); 3] = [
-    ("44", SignatureAlgorithm::MlDsa44),
-    ("65", SignatureAlgorithm::MlDsa65),
-    ("87", SignatureAlgorithm::MlDsa87),
-];
+const SETS: [(&str, SignatureAlgorithm); 3] =
+    [("44", SignatureAlgorithm::MlDsa44), ("65", SignatureAlgorithm::MlDsa65), ("87", SignatureAlgorithm::MlDsa87)];
 
 #[test]
 fn acvp_keygen() {
@@ -23,8 +16,7 @@ fn acvp_keygen() {
     let mut tally = Tally::new(file);
     for (g, t) in groups(&load(file)) {
         let key = SigningKey::from_seed(param(g), &hx(t, "seed")).unwrap();
-        let ok = key.verifying_key().unwrap().as_bytes() == hx(t, "pk")
-            && key.expanded_key() == hx(t, "sk");
+        let ok = key.verifying_key().unwrap().as_bytes() == hx(t, "pk") && key.expanded_key() == hx(t, "sk");
         tally.check(&t["tcId"], ok, || "pk/sk mismatch".into());
     }
     tally.finish();
@@ -42,9 +34,7 @@ fn acvp_siggen_internal() {
             rnd.copy_from_slice(&hx(t, "rnd"));
         }
         let sig = hazmat::ml_dsa_sign_internal(&key, &hx(t, "message"), &rnd).unwrap();
-        tally.check(&t["tcId"], sig == hx(t, "signature"), || {
-            "signature mismatch".into()
-        });
+        tally.check(&t["tcId"], sig == hx(t, "signature"), || "signature mismatch".into());
     }
     tally.finish();
 }
@@ -57,9 +47,7 @@ fn acvp_sigver_internal() {
         let pk = VerifyingKey::from_bytes(param(g), &hx(g, "pk")).unwrap();
         let result = hazmat::ml_dsa_verify_internal(&pk, &hx(t, "message"), &hx(t, "signature"));
         let expected = t["testPassed"].as_bool().unwrap();
-        tally.check(&t["tcId"], result.is_ok() == expected, || {
-            format!("expected {expected} ({})", t["reason"])
-        });
+        tally.check(&t["tcId"], result.is_ok() == expected, || format!("expected {expected} ({})", t["reason"]));
     }
     tally.finish();
 }
@@ -67,15 +55,10 @@ fn acvp_sigver_internal() {
 /// Signs one Wycheproof case with `key`, returning the signature or the error.
 fn sign_case(key: &SigningKey, t: &Value) -> qubesec_core::Result<Vec<u8>> {
     let rnd = has(t, "rnd").then(|| hx(t, "rnd"));
-    key.sign_with_randomness(&hx(t, "msg"), &hx(t, "ctx"), rnd.as_deref())
-        .map(|s| s.into_bytes())
+    key.sign_with_randomness(&hx(t, "msg"), &hx(t, "ctx"), rnd.as_deref()).map(|s| s.into_bytes())
 }
 
-fn sign_file(
-    file: &str,
-    alg: SignatureAlgorithm,
-    load_key: impl Fn(&Value) -> qubesec_core::Result<SigningKey>,
-) {
+fn sign_file(file: &str, alg: SignatureAlgorithm, load_key: impl Fn(&Value) -> qubesec_core::Result<SigningKey>) {
     let mut tally = Tally::new(file);
     for (g, t) in groups(&load(file)) {
         if !has(t, "msg") {
@@ -88,8 +71,7 @@ fn sign_file(
                 return Err(qubesec_core::Error::InconsistentPublicKey);
             }
             let sig = sign_case(&key, t)?;
-            key.verifying_key()?
-                .verify_bytes(&hx(t, "msg"), &hx(t, "ctx"), &sig)?;
+            key.verifying_key()?.verify_bytes(&hx(t, "msg"), &hx(t, "ctx"), &sig)?;
             Ok(sig)
         });
         let ok = match (valid(t), &outcome) {
@@ -98,12 +80,7 @@ fn sign_file(
             _ => false,
         };
         tally.check(&t["tcId"], ok, || {
-            format!(
-                "{alg}: expected {} ({}), got {:?}",
-                t["result"],
-                t["comment"],
-                outcome.as_ref().err()
-            )
+            format!("{alg}: expected {} ({}), got {:?}", t["result"], t["comment"], outcome.as_ref().err())
         });
     }
     tally.finish();
@@ -112,34 +89,23 @@ fn sign_file(
 #[test]
 fn wycheproof_sign_from_seed() {
     for (n, alg) in SETS {
-        sign_file(
-            &format!("wycheproof/mldsa_{n}_sign_seed_test.json"),
-            alg,
-            |g| {
-                // Our seed-only PKCS#8 must be byte-identical to the file's (where it has one), and parse back.
-                let ours = PrivateKey::from(SigningKey::from_seed(alg, &hx(g, "privateSeed"))?)
-                    .to_pkcs8_der()?;
-                if has(g, "privateKeyPkcs8") {
-                    assert_eq!(
-                        *ours,
-                        hx(g, "privateKeyPkcs8"),
-                        "{alg}: seed-form PKCS#8 differs"
-                    );
-                }
-                PrivateKey::from_pkcs8_der(&ours)?.into_signature()
-            },
-        );
+        sign_file(&format!("wycheproof/mldsa_{n}_sign_seed_test.json"), alg, |g| {
+            // Our seed-only PKCS#8 must be byte-identical to the file's (where it has one), and parse back.
+            let ours = PrivateKey::from(SigningKey::from_seed(alg, &hx(g, "privateSeed"))?).to_pkcs8_der()?;
+            if has(g, "privateKeyPkcs8") {
+                assert_eq!(*ours, hx(g, "privateKeyPkcs8"), "{alg}: seed-form PKCS#8 differs");
+            }
+            PrivateKey::from_pkcs8_der(&ours)?.into_signature()
+        });
     }
 }
 
 #[test]
 fn wycheproof_sign_from_expanded_key() {
     for (n, alg) in SETS {
-        sign_file(
-            &format!("wycheproof/mldsa_{n}_sign_noseed_test.json"),
-            alg,
-            |g| SigningKey::from_expanded(alg, &hx(g, "privateKey"), Some(&hx(g, "publicKey"))),
-        );
+        sign_file(&format!("wycheproof/mldsa_{n}_sign_noseed_test.json"), alg, |g| {
+            SigningKey::from_expanded(alg, &hx(g, "privateKey"), Some(&hx(g, "publicKey")))
+        });
     }
 }
 
@@ -157,12 +123,7 @@ fn wycheproof_verify() {
                 pk.verify_bytes(&hx(t, "msg"), &hx(t, "ctx"), &hx(t, "sig"))
             });
             let ok = valid(t) == outcome.is_ok();
-            tally.check(&t["tcId"], ok, || {
-                format!(
-                    "expected {} ({}), got {outcome:?}",
-                    t["result"], t["comment"]
-                )
-            });
+            tally.check(&t["tcId"], ok, || format!("expected {} ({}), got {outcome:?}", t["result"], t["comment"]));
         }
         tally.finish();
     }

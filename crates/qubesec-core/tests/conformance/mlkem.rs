@@ -4,18 +4,11 @@ use serde_json::Value;
 use crate::common::{Tally, groups, has, hx, load, valid};
 
 fn param(g: &Value) -> KemAlgorithm {
-    g["parameterSet"]
-        .as_str()
-        .expect("parameterSet")
-        .parse()
-        .expect("known parameter set")
+    g["parameterSet"].as_str().expect("parameterSet").parse().expect("known parameter set")
 }
 
-const SETS: [(&str, KemAlgorithm); 3] = [
-    ("512", KemAlgorithm::MlKem512),
-    ("768", KemAlgorithm::MlKem768),
-    ("1024", KemAlgorithm::MlKem1024),
-];
+const SETS: [(&str, KemAlgorithm); 3] =
+    [("512", KemAlgorithm::MlKem512), ("768", KemAlgorithm::MlKem768), ("1024", KemAlgorithm::MlKem1024)];
 
 #[test]
 fn acvp_keygen() {
@@ -37,11 +30,7 @@ fn acvp_encap_decap() {
     for (g, t) in groups(&load(file)) {
         let alg = param(g);
         let field = |name: &str| {
-            if has(t, name) {
-                hx(t, name)
-            } else {
-                hx(g, name)
-            }
+            if has(t, name) { hx(t, name) } else { hx(g, name) }
         };
         let (c, k) = (field("c"), field("k"));
         let ok = match g["function"].as_str() {
@@ -52,9 +41,7 @@ fn acvp_encap_decap() {
             }
             Some("decapsulation") => {
                 let key = KemPrivateKey::from_expanded(alg, &field("dk")).unwrap();
-                let ss = key
-                    .decapsulate(&KemCiphertext::from_bytes(alg, &c).unwrap())
-                    .unwrap();
+                let ss = key.decapsulate(&KemCiphertext::from_bytes(alg, &c).unwrap()).unwrap();
                 ss.as_bytes()[..] == k[..]
             }
             other => panic!("unknown function {other:?}"),
@@ -76,15 +63,11 @@ fn wycheproof_decaps_from_seed() {
                 Ok((key.public_key().as_bytes().to_vec(), key.decapsulate(&ct)?))
             });
             let ok = match (valid(t), &outcome) {
-                (true, Ok((ek, ss))) => {
-                    (!has(t, "ek") || *ek == hx(t, "ek")) && ss.as_bytes()[..] == hx(t, "K")[..]
-                }
+                (true, Ok((ek, ss))) => (!has(t, "ek") || *ek == hx(t, "ek")) && ss.as_bytes()[..] == hx(t, "K")[..],
                 (false, Err(_)) => true,
                 _ => false,
             };
-            tally.check(&t["tcId"], ok, || {
-                format!("expected {}, got {:?}", t["result"], outcome.as_ref().err())
-            });
+            tally.check(&t["tcId"], ok, || format!("expected {}, got {:?}", t["result"], outcome.as_ref().err()));
         }
         tally.finish();
     }
@@ -97,18 +80,14 @@ fn wycheproof_encaps() {
         let file = format!("wycheproof/mlkem_{n}_encaps_test.json");
         let mut tally = Tally::new(&file);
         for (_, t) in groups(&load(&file)) {
-            let outcome = KemPublicKey::from_bytes(alg, &hx(t, "ek"))
-                .and_then(|pk| pk.encapsulate_deterministic(&hx(t, "m")));
+            let outcome =
+                KemPublicKey::from_bytes(alg, &hx(t, "ek")).and_then(|pk| pk.encapsulate_deterministic(&hx(t, "m")));
             let ok = match (valid(t), &outcome) {
-                (true, Ok((ct, ss))) => {
-                    ct.as_bytes() == hx(t, "c") && ss.as_bytes()[..] == hx(t, "K")[..]
-                }
+                (true, Ok((ct, ss))) => ct.as_bytes() == hx(t, "c") && ss.as_bytes()[..] == hx(t, "K")[..],
                 (false, Err(_)) => true,
                 _ => false,
             };
-            tally.check(&t["tcId"], ok, || {
-                format!("expected {}, got {:?}", t["result"], outcome.as_ref().err())
-            });
+            tally.check(&t["tcId"], ok, || format!("expected {}, got {:?}", t["result"], outcome.as_ref().err()));
         }
         tally.finish();
     }
@@ -122,9 +101,7 @@ fn wycheproof_keygen_seed() {
         for (_, t) in groups(&load(&file)) {
             let outcome = KemPrivateKey::from_seed(alg, &hx(t, "seed"));
             let ok = match (valid(t), &outcome) {
-                (true, Ok(k)) => {
-                    k.public_key().as_bytes() == hx(t, "ek") && k.expanded_key() == hx(t, "dk")
-                }
+                (true, Ok(k)) => k.public_key().as_bytes() == hx(t, "ek") && k.expanded_key() == hx(t, "dk"),
                 (false, Err(_)) => true,
                 _ => false,
             };
@@ -150,9 +127,7 @@ fn wycheproof_semi_expanded_decaps() {
                 (false, Err(_)) => true,
                 _ => false,
             };
-            tally.check(&t["tcId"], ok, || {
-                format!("expected {} ({})", t["result"], t["comment"])
-            });
+            tally.check(&t["tcId"], ok, || format!("expected {} ({})", t["result"], t["comment"]));
         }
         tally.finish();
     }
