@@ -113,7 +113,7 @@ fn ml_dsa_65(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(50).measurement_time(std::time::Duration::from_secs(3));
+    config = Criterion::default().sample_size(100).measurement_time(std::time::Duration::from_secs(4));
     targets = ml_kem_768, ml_dsa_65
 }
 criterion_main!(benches);

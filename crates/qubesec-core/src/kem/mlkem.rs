@@ -53,21 +53,6 @@ pub(crate) enum DecapsKey {
 }
 
 impl DecapsKey {
-    fn wrap<const SK: usize>(alg: KemAlgorithm, sk: MlKemPrivateKey<SK>) -> Result<Self> {
-        let bytes: [u8; SK] = sk.into();
-        let mut bytes = Zeroizing::new(bytes);
-        let out = match alg {
-            KemAlgorithm::MlKem512 => Self::K512(Box::new(MlKemPrivateKey::from(array::<1632>("dk", &bytes[..])?))),
-            KemAlgorithm::MlKem768 => Self::K768(Box::new(MlKemPrivateKey::from(array::<2400>("dk", &bytes[..])?))),
-            KemAlgorithm::MlKem1024 => Self::K1024(Box::new(MlKemPrivateKey::from(array::<3168>("dk", &bytes[..])?))),
-            _ => {
-                return Err(Error::WrongAlgorithm { expected: "ML-KEM".into(), found: alg.name().into() });
-            }
-        };
-        bytes.zeroize();
-        Ok(out)
-    }
-
     /// Reads an expanded key of the right length (checks are the caller's).
     pub(crate) fn from_bytes(alg: KemAlgorithm, dk: &[u8]) -> Result<Self> {
         Ok(match alg {
@@ -106,11 +91,22 @@ impl Drop for DecapsKey {
 }
 
 /// ML-KEM.KeyGen_internal(d, z) from the 64-byte seed `d || z`: returns (ek, dk).
+/// The private key moves straight into its box: no intermediate copy to wipe.
 pub(crate) fn keygen(alg: KemAlgorithm, seed: &[u8; 64]) -> Result<(Vec<u8>, DecapsKey)> {
-    dispatch!(alg, m, PK, SK, CT => {
-        let _ = (PK, SK, CT);
-        let (sk, pk) = m::generate_key_pair(*seed).into_parts();
-        Ok((pk.as_slice().to_vec(), DecapsKey::wrap(alg, sk)?))
+    Ok(match alg {
+        KemAlgorithm::MlKem512 => {
+            let (sk, pk) = mlkem512::generate_key_pair(*seed).into_parts();
+            (pk.as_slice().to_vec(), DecapsKey::K512(Box::new(sk)))
+        }
+        KemAlgorithm::MlKem768 => {
+            let (sk, pk) = mlkem768::generate_key_pair(*seed).into_parts();
+            (pk.as_slice().to_vec(), DecapsKey::K768(Box::new(sk)))
+        }
+        KemAlgorithm::MlKem1024 => {
+            let (sk, pk) = mlkem1024::generate_key_pair(*seed).into_parts();
+            (pk.as_slice().to_vec(), DecapsKey::K1024(Box::new(sk)))
+        }
+        _ => return Err(Error::WrongAlgorithm { expected: "ML-KEM".into(), found: alg.name().into() }),
     })
 }
 
