@@ -61,17 +61,26 @@ pub(crate) fn read(path: &Path, limit: Option<u64>) -> Result<Zeroizing<Vec<u8>>
 }
 
 /// Reads everything (or up to `limit` bytes); `Ok(false)` if there was more.
-fn read_limited(reader: impl Read, limit: Option<u64>, buf: &mut Vec<u8>) -> io::Result<bool> {
-    match limit {
-        None => {
-            let mut reader = reader;
-            reader.read_to_end(buf)?;
-            Ok(true)
+///
+/// Grows `buf` by hand: every buffer it outgrows is a `Zeroizing` that is
+/// wiped when replaced, so no freed allocation keeps a copy of a key file.
+fn read_limited(mut reader: impl Read, limit: Option<u64>, buf: &mut Zeroizing<Vec<u8>>) -> io::Result<bool> {
+    let mut chunk = Zeroizing::new([0u8; 8192]);
+    loop {
+        let n = match reader.read(&mut chunk[..]) {
+            Ok(0) => return Ok(true),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.len() + n > buf.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity((buf.len() + n).max(2 * buf.capacity())));
+            bigger.extend_from_slice(buf);
+            *buf = bigger;
         }
-        Some(limit) => {
-            let mut taken = reader.take(limit.saturating_add(1));
-            taken.read_to_end(buf)?;
-            Ok(buf.len() as u64 <= limit)
+        buf.extend_from_slice(&chunk[..n]);
+        if limit.is_some_and(|l| buf.len() as u64 > l) {
+            return Ok(false);
         }
     }
 }

@@ -97,6 +97,11 @@ pub enum Error {
 /// Shorthand for `Result<T, qubesec_core::Error>`.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
+/// Converts a slice to a fixed-size array, or an [`Error::InvalidLength`] naming `what`.
+pub(crate) fn fixed<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N]> {
+    bytes.try_into().map_err(|_| Error::length(what, N, bytes.len()))
+}
+
 impl Error {
     pub(crate) fn length(what: &'static str, expected: usize, found: usize) -> Self {
         Error::InvalidLength { what, expected: expected.to_string(), found }

@@ -120,8 +120,11 @@ pub fn derive(hash: HashAlgorithm, ikm: &[u8], salt: &[u8], info: &[u8], len: us
 
 /// Extract for any HMAC `hkdf` supports; shared by the public API and the RFC 5869 SHA-1 tests.
 pub(crate) fn extract_with<K: HmacImpl>(salt: &[u8], ikm: &[u8]) -> Zeroizing<Vec<u8>> {
-    let (prk, _) = GenericHkdf::<K>::extract(Some(salt), ikm);
-    Zeroizing::new(prk.to_vec())
+    let (mut prk, kdf) = GenericHkdf::<K>::extract(Some(salt), ikm);
+    let out = Zeroizing::new(prk.to_vec());
+    zeroize::Zeroize::zeroize(prk.as_mut_slice());
+    drop(kdf);
+    out
 }
 
 /// Expand for any HMAC `hkdf` supports; shared by the public API and the RFC 5869 SHA-1 tests.

@@ -12,12 +12,11 @@ use crate::files::{self, PEM_LIMIT};
 pub(super) fn run(args: &FingerprintArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let shown = args.file.display();
     let pem = files::read(&args.file, Some(PEM_LIMIT))?;
-    let (label, _) = encoding::decode_pem(&pem).map_err(|e| Failure::input(&shown, e))?;
+    let (label, der) = encoding::decode_pem(&pem).map_err(|e| Failure::input(&shown, e))?;
     let public = match label.as_str() {
-        PUBLIC_KEY_LABEL | CERTIFICATE_LABEL => PublicKey::from_pem(&pem).map_err(|e| Failure::input(&shown, e))?,
-        PRIVATE_KEY_LABEL => {
-            PrivateKey::from_pem(&pem).and_then(|key| key.public_key()).map_err(|e| Failure::input(&shown, e))?
-        }
+        PUBLIC_KEY_LABEL => PublicKey::from_spki_der(&der),
+        CERTIFICATE_LABEL => PublicKey::from_certificate_der(&der),
+        PRIVATE_KEY_LABEL => PrivateKey::from_pkcs8_der(&der).and_then(|key| key.public_key()),
         other => {
             return Err(Failure::input(
                 &shown,
@@ -26,7 +25,8 @@ pub(super) fn run(args: &FingerprintArgs, out: &mut dyn Write) -> Result<(), Fai
                 ),
             ));
         }
-    };
+    }
+    .map_err(|e| Failure::input(&shown, e))?;
     let fingerprint = Fingerprint::of_public_key(&public).map_err(|e| Failure::input(&shown, e))?;
     writeln!(out, "{fingerprint}\n{}", fingerprint.short()).map_err(|e| Failure::io("stdout", "cannot write", &e))
 }

@@ -21,7 +21,7 @@
 
 pub mod oid;
 
-use der::asn1::{BitString, OctetString, OctetStringRef};
+use der::asn1::{BitString, OctetStringRef};
 use der::pem::LineEnding;
 use der::{Decode, Encode};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
@@ -302,21 +302,19 @@ impl PrivateKey {
             return Ok(Zeroizing::new(self.expanded().to_vec()));
         }
         let seed = || self.seed().ok_or_else(|| Error::encoding("PKCS#8", "the key was loaded without its seed"));
-        let octet = |b: &[u8]| OctetString::new(b).map_err(|e| Error::encoding("PKCS#8", e));
-        let der = match form {
+        let octet = |b| OctetStringRef::new(b).map_err(|e| Error::encoding("PKCS#8", e));
+        match form {
             PrivateKeyForm::Seed => {
                 let seed = seed()?;
-                let mut out = Vec::with_capacity(seed.len() + 2);
+                let mut out = Zeroizing::new(Vec::with_capacity(seed.len() + 2));
                 out.push(SEED_TAG);
                 out.push(u8::try_from(seed.len()).map_err(|e| Error::encoding("PKCS#8", e))?);
                 out.extend_from_slice(seed);
                 Ok(out)
             }
-            PrivateKeyForm::Expanded => octet(self.expanded())?.to_der(),
-            PrivateKeyForm::Both => vec![octet(seed()?)?, octet(self.expanded())?].to_der(),
+            PrivateKeyForm::Expanded => encode_secret(&octet(self.expanded())?),
+            PrivateKeyForm::Both => encode_secret(&[octet(seed()?)?, octet(self.expanded())?]),
         }
-        .map_err(|e| Error::encoding("PKCS#8", e))?;
-        Ok(Zeroizing::new(der))
     }
 
     /// DER PKCS#8 in the seed-only form (RFC 9935/9881 recommendation).
@@ -337,7 +335,7 @@ impl PrivateKey {
             spki::AlgorithmIdentifierRef { oid: self.algorithm().oid(), parameters: None },
             OctetStringRef::new(&octets).map_err(|e| Error::encoding("PKCS#8", e))?,
         );
-        Ok(Zeroizing::new(info.to_der().map_err(|e| Error::encoding("PKCS#8", e))?))
+        encode_secret(&info)
     }
 
     /// PEM `PRIVATE KEY`, seed-only form.
@@ -381,28 +379,17 @@ impl PrivateKey {
         let octets = info.private_key.as_bytes();
         let key = match alg {
             Algorithm::Kem(KemAlgorithm::XWing) => Self::Kem(KemPrivateKey::from_seed(KemAlgorithm::XWing, octets)?),
-            Algorithm::Kem(a) => {
-                let (seed, expanded) = parse_choice(octets, a.seed_len(), a.expanded_key_len())?;
-                Self::Kem(match (seed, expanded) {
-                    (Some(s), Some(e)) => KemPrivateKey::from_seed_and_expanded(a, s, e)?,
-                    (Some(s), None) => KemPrivateKey::from_seed(a, s)?,
-                    (None, Some(e)) => KemPrivateKey::from_expanded(a, e)?,
-                    (None, None) => {
-                        return Err(Error::encoding("PKCS#8 private key", "empty private key"));
-                    }
-                })
-            }
+            Algorithm::Kem(a) => Self::Kem(match parse_choice(octets, a.seed_len(), a.expanded_key_len())? {
+                Choice::Seed(s) => KemPrivateKey::from_seed(a, s)?,
+                Choice::Expanded(e) => KemPrivateKey::from_expanded(a, e)?,
+                Choice::Both(s, e) => KemPrivateKey::from_seed_and_expanded(a, s, e)?,
+            }),
             Algorithm::Signature(a) if a.is_ml_dsa() => {
-                let (seed, expanded) = parse_choice(octets, 32, a.expanded_key_len())?;
-                let key = match (seed, expanded) {
-                    (Some(s), Some(e)) => SigningKey::from_seed_and_expanded(a, s, e)?,
-                    (Some(s), None) => SigningKey::from_seed(a, s)?,
-                    (None, Some(e)) => SigningKey::from_expanded(a, e, public)?,
-                    (None, None) => {
-                        return Err(Error::encoding("PKCS#8 private key", "empty private key"));
-                    }
-                };
-                Self::Signature(key)
+                Self::Signature(match parse_choice(octets, 32, a.expanded_key_len())? {
+                    Choice::Seed(s) => SigningKey::from_seed(a, s)?,
+                    Choice::Expanded(e) => SigningKey::from_expanded(a, e, public)?,
+                    Choice::Both(s, e) => SigningKey::from_seed_and_expanded(a, s, e)?,
+                })
             }
             Algorithm::Signature(a) => Self::Signature(SigningKey::from_expanded(a, octets, public)?),
         };
@@ -447,11 +434,23 @@ impl PrivateKey {
     }
 }
 
-/// The seed and expanded halves of a private-key CHOICE (either may be absent).
-type Halves<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+/// DER-encodes a value holding secret bytes into an exact-size buffer that is wiped on drop.
+fn encode_secret(value: &impl Encode) -> Result<Zeroizing<Vec<u8>>> {
+    let len = value.encoded_len().and_then(usize::try_from).map_err(|e| Error::encoding("PKCS#8", e))?;
+    let mut out = Zeroizing::new(vec![0u8; len]);
+    value.encode_to_slice(&mut out).map_err(|e| Error::encoding("PKCS#8", e))?;
+    Ok(out)
+}
+
+/// The RFC 9935 / RFC 9881 private-key CHOICE.
+enum Choice<'a> {
+    Seed(&'a [u8]),
+    Expanded(&'a [u8]),
+    Both(&'a [u8], &'a [u8]),
+}
 
 /// Parses the RFC 9935 / RFC 9881 private-key CHOICE, checking lengths.
-fn parse_choice(octets: &[u8], seed_len: usize, expanded_len: usize) -> Result<Halves<'_>> {
+fn parse_choice(octets: &[u8], seed_len: usize, expanded_len: usize) -> Result<Choice<'_>> {
     const WHAT: &str = "PKCS#8 private key";
     let any = der::asn1::AnyRef::from_der(octets)
         .map_err(|e| Error::encoding(WHAT, format!("privateKey is not a seed, expandedKey or both structure: {e}")))?;
@@ -462,12 +461,12 @@ fn parse_choice(octets: &[u8], seed_len: usize, expanded_len: usize) -> Result<H
         der::Tag::ContextSpecific { constructed: false, number } if number.value() == 0 => {
             let seed = any.value();
             check("private key seed", seed, seed_len)?;
-            Ok((Some(seed), None))
+            Ok(Choice::Seed(seed))
         }
         der::Tag::OctetString => {
             let expanded = any.value();
             check("expanded private key", expanded, expanded_len)?;
-            Ok((None, Some(expanded)))
+            Ok(Choice::Expanded(expanded))
         }
         der::Tag::Sequence => {
             let mut reader = der::SliceReader::new(any.value()).map_err(|e| Error::encoding(WHAT, e))?;
@@ -480,7 +479,7 @@ fn parse_choice(octets: &[u8], seed_len: usize, expanded_len: usize) -> Result<H
             }
             check("private key seed", seed.as_bytes(), seed_len)?;
             check("expanded private key", expanded.as_bytes(), expanded_len)?;
-            Ok((Some(seed.as_bytes()), Some(expanded.as_bytes())))
+            Ok(Choice::Both(seed.as_bytes(), expanded.as_bytes()))
         }
         other => Err(Error::encoding(
             WHAT,

@@ -40,8 +40,16 @@ macro_rules! dispatch {
     };
 }
 
-fn array<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N]> {
-    bytes.try_into().map_err(|_| Error::length(what, N, bytes.len()))
+use crate::error::fixed as array;
+
+/// Copies an expanded key straight into a zeroed box (no stack copy to leave behind).
+fn boxed<const N: usize>(dk: &[u8]) -> Result<Box<MlKemPrivateKey<N>>> {
+    if dk.len() != N {
+        return Err(Error::length("ML-KEM decapsulation key", N, dk.len()));
+    }
+    let mut key = Box::new(MlKemPrivateKey::<N>::from([0u8; N]));
+    key[0..N].copy_from_slice(dk);
+    Ok(key)
 }
 
 /// An expanded decapsulation key in the backend's own type, boxed so that it
@@ -53,21 +61,13 @@ pub(crate) enum DecapsKey {
 }
 
 impl DecapsKey {
-    /// Reads an expanded key of the right length (checks are the caller's).
+    /// Reads an expanded key of the right length (validity checks: [`private_key_is_valid`]).
     pub(crate) fn from_bytes(alg: KemAlgorithm, dk: &[u8]) -> Result<Self> {
         Ok(match alg {
-            KemAlgorithm::MlKem512 => {
-                Self::K512(Box::new(MlKemPrivateKey::from(array::<1632>("ML-KEM decapsulation key", dk)?)))
-            }
-            KemAlgorithm::MlKem768 => {
-                Self::K768(Box::new(MlKemPrivateKey::from(array::<2400>("ML-KEM decapsulation key", dk)?)))
-            }
-            KemAlgorithm::MlKem1024 => {
-                Self::K1024(Box::new(MlKemPrivateKey::from(array::<3168>("ML-KEM decapsulation key", dk)?)))
-            }
-            _ => {
-                return Err(Error::WrongAlgorithm { expected: "ML-KEM".into(), found: alg.name().into() });
-            }
+            KemAlgorithm::MlKem512 => Self::K512(boxed(dk)?),
+            KemAlgorithm::MlKem768 => Self::K768(boxed(dk)?),
+            KemAlgorithm::MlKem1024 => Self::K1024(boxed(dk)?),
+            _ => return Err(Error::WrongAlgorithm { expected: "ML-KEM".into(), found: alg.name().into() }),
         })
     }
 
@@ -91,7 +91,8 @@ impl Drop for DecapsKey {
 }
 
 /// ML-KEM.KeyGen_internal(d, z) from the 64-byte seed `d || z`: returns (ek, dk).
-/// The private key moves straight into its box: no intermediate copy to wipe.
+/// The backend's key moves into its box; as with the backend's own stack
+/// temporaries, the moved-from stack slot is not wiped.
 pub(crate) fn keygen(alg: KemAlgorithm, seed: &[u8; 64]) -> Result<(Vec<u8>, DecapsKey)> {
     Ok(match alg {
         KemAlgorithm::MlKem512 => {
@@ -120,15 +121,13 @@ pub(crate) fn public_key_is_valid(alg: KemAlgorithm, ek: &[u8]) -> Result<bool> 
 }
 
 /// FIPS 203 §7.3 decapsulation-key check (the hash of the embedded `ek`).
-pub(crate) fn private_key_is_valid(alg: KemAlgorithm, dk: &[u8]) -> Result<bool> {
-    dispatch!(alg, m, PK, SK, CT => {
-        let _ = PK;
-        let mut sk = MlKemPrivateKey::<SK>::from(array::<SK>("ML-KEM decapsulation key", dk)?);
-        // The ciphertext argument only fixes the parameter set; its content is not read.
-        let ok = m::validate_private_key(&sk, &MlKemCiphertext::<CT>::from([0u8; CT]));
-        sk[0..SK].zeroize();
-        Ok(ok)
-    })
+/// The ciphertext argument only fixes the parameter set; libcrux does not read it.
+pub(crate) fn private_key_is_valid(dk: &DecapsKey) -> bool {
+    match dk {
+        DecapsKey::K512(k) => mlkem512::validate_private_key(k, &MlKemCiphertext::from([0u8; 768])),
+        DecapsKey::K768(k) => mlkem768::validate_private_key(k, &MlKemCiphertext::from([0u8; 1088])),
+        DecapsKey::K1024(k) => mlkem1024::validate_private_key(k, &MlKemCiphertext::from([0u8; 1568])),
+    }
 }
 
 /// ML-KEM.Encaps_internal(ek, m): returns (ciphertext, shared secret).

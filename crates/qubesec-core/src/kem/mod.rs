@@ -210,14 +210,15 @@ impl KemPrivateKey {
         if dk.len() != alg.expanded_key_len() {
             return Err(Error::length("ML-KEM expanded private key", alg.expanded_key_len(), dk.len()));
         }
-        if !mlkem::private_key_is_valid(alg, dk)? {
+        let decaps = mlkem::DecapsKey::from_bytes(alg, dk)?;
+        if !mlkem::private_key_is_valid(&decaps) {
             return Err(Error::InvalidKey {
                 what: "ML-KEM expanded private key",
                 reason: "the embedded hash H(ek) does not match the embedded public key",
             });
         }
         let public = KemPublicKey::from_bytes(alg, mlkem::embedded_public_key(alg, dk))?;
-        Ok(Self { alg, seed: None, inner: Decapsulator::MlKem(mlkem::DecapsKey::from_bytes(alg, dk)?), public })
+        Ok(Self { alg, seed: None, inner: Decapsulator::MlKem(decaps), public })
     }
 
     /// Reads the RFC 9935 `both` form: the seed and the expanded key must agree.

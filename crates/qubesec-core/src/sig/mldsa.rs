@@ -36,8 +36,16 @@ macro_rules! dispatch {
     };
 }
 
-pub(crate) fn array<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N]> {
-    bytes.try_into().map_err(|_| Error::length(what, N, bytes.len()))
+pub(crate) use crate::error::fixed as array;
+
+/// Copies an expanded key straight into a zeroed box (no stack copy to leave behind).
+fn boxed<const N: usize>(sk: &[u8]) -> Result<Box<MLDSASigningKey<N>>> {
+    if sk.len() != N {
+        return Err(Error::length("ML-DSA private key", N, sk.len()));
+    }
+    let mut key = Box::new(MLDSASigningKey::<N>::zero());
+    key.as_mut_slice().copy_from_slice(sk);
+    Ok(key)
 }
 
 /// An expanded signing key in the backend's own type, boxed so that it is
@@ -51,11 +59,10 @@ pub(crate) enum SignKey {
 impl SignKey {
     /// Reads an expanded key of the right length (range checks are the caller's).
     pub(crate) fn from_bytes(alg: SignatureAlgorithm, sk: &[u8]) -> Result<Self> {
-        const WHAT: &str = "ML-DSA private key";
         Ok(match alg {
-            SignatureAlgorithm::MlDsa44 => Self::D44(Box::new(MLDSASigningKey::new(array(WHAT, sk)?))),
-            SignatureAlgorithm::MlDsa65 => Self::D65(Box::new(MLDSASigningKey::new(array(WHAT, sk)?))),
-            SignatureAlgorithm::MlDsa87 => Self::D87(Box::new(MLDSASigningKey::new(array(WHAT, sk)?))),
+            SignatureAlgorithm::MlDsa44 => Self::D44(boxed(sk)?),
+            SignatureAlgorithm::MlDsa65 => Self::D65(boxed(sk)?),
+            SignatureAlgorithm::MlDsa87 => Self::D87(boxed(sk)?),
             _ => {
                 return Err(Error::WrongAlgorithm { expected: "ML-DSA".into(), found: alg.name().into() });
             }
