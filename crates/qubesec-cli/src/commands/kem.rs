@@ -2,9 +2,9 @@
 
 use std::io::Write;
 
-use qubesec_core::{Algorithm, KemAlgorithm, KemCiphertext, KemPrivateKey, PrivateKey, PublicKey};
+use qubesec_core::{KemAlgorithm, KemCiphertext, KemPrivateKey, PrivateKey, PublicKey};
 
-use super::{distinct_outputs, load_private_key, load_public_key, warn_deprecated};
+use super::{distinct_outputs, load_private_key, load_public_key, names, parse_alg_of_kind};
 use crate::cli::{KemCommand, KemDecapsArgs, KemEncapsArgs, KemKeygenArgs};
 use crate::error::Failure;
 use crate::files::{self, Sensitivity};
@@ -22,26 +22,13 @@ pub(super) fn run(command: KemCommand, err: &mut dyn Write) -> Result<(), Failur
 
 /// Parses `--alg`, accepting only KEM algorithms.
 fn parse_alg(name: &str, err: &mut dyn Write) -> Result<KemAlgorithm, Failure> {
-    match KemAlgorithm::parse(name) {
-        Ok((alg, alias)) => {
-            warn_deprecated(alias, err);
-            Ok(alg)
-        }
-        Err(e) => Err(match Algorithm::parse(name) {
-            Ok((other, _)) => Failure::input(
-                "--alg",
-                format_args!(
-                    "{other} is a signature algorithm; `kem keygen` needs a KEM: {} (use `sig keygen` for signature keys)",
-                    kem_names()
-                ),
-            ),
-            Err(_) => Failure::input("--alg", e),
-        }),
-    }
-}
-
-fn kem_names() -> String {
-    KemAlgorithm::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+    let hint = |other| {
+        format!(
+            "{other} is a signature algorithm; `kem keygen` needs a KEM: {} (use `sig keygen` for signature keys)",
+            names(&KemAlgorithm::ALL)
+        )
+    };
+    parse_alg_of_kind(name, KemAlgorithm::parse, hint, err)
 }
 
 fn keygen(args: &KemKeygenArgs, err: &mut dyn Write) -> Result<(), Failure> {

@@ -38,6 +38,34 @@ fn warn_deprecated(alias: Option<DeprecatedAlias>, err: &mut dyn Write) {
     }
 }
 
+/// `KemAlgorithm::parse` or `SignatureAlgorithm::parse`.
+type AlgParser<A> = fn(&str) -> qubesec_core::Result<(A, Option<DeprecatedAlias>)>;
+
+/// Parses `--alg` for one kind of algorithm (KEM or signature), warning on a
+/// deprecated alias; a valid name of the other kind gets `wrong_kind`'s hint.
+fn parse_alg_of_kind<A>(
+    name: &str,
+    parse: AlgParser<A>,
+    wrong_kind: impl FnOnce(qubesec_core::Algorithm) -> String,
+    err: &mut dyn Write,
+) -> Result<A, Failure> {
+    match parse(name) {
+        Ok((alg, alias)) => {
+            warn_deprecated(alias, err);
+            Ok(alg)
+        }
+        Err(e) => Err(match qubesec_core::Algorithm::parse(name) {
+            Ok((other, _)) => Failure::input("--alg", wrong_kind(other)),
+            Err(_) => Failure::input("--alg", e),
+        }),
+    }
+}
+
+/// The canonical names, comma-separated.
+fn names<T: Display>(all: &[T]) -> String {
+    all.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
 /// Reads a PEM private key, naming the file in any error.
 fn load_private_key(path: &Path) -> Result<PrivateKey, Failure> {
     let pem = files::read(path, Some(PEM_LIMIT))?;

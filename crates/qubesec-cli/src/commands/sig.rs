@@ -2,9 +2,9 @@
 
 use std::io::Write;
 
-use qubesec_core::{Algorithm, Error, PrivateKey, PublicKey, SignatureAlgorithm, SigningKey};
+use qubesec_core::{Error, PrivateKey, PublicKey, SignatureAlgorithm, SigningKey};
 
-use super::{distinct_outputs, load_private_key, load_public_key, parse_hex, warn_deprecated};
+use super::{distinct_outputs, load_private_key, load_public_key, names, parse_alg_of_kind, parse_hex};
 use crate::cli::{SigCommand, SigKeygenArgs, SigSignArgs, SigVerifyArgs};
 use crate::error::Failure;
 use crate::files::{self, Sensitivity};
@@ -25,22 +25,13 @@ pub(super) fn run(command: SigCommand, out: &mut dyn Write, err: &mut dyn Write)
 
 /// Parses `--alg`, accepting only signature algorithms.
 fn parse_alg(name: &str, err: &mut dyn Write) -> Result<SignatureAlgorithm, Failure> {
-    match SignatureAlgorithm::parse(name) {
-        Ok((alg, alias)) => {
-            warn_deprecated(alias, err);
-            Ok(alg)
-        }
-        Err(e) => Err(match Algorithm::parse(name) {
-            Ok((other, _)) => Failure::input(
-                "--alg",
-                format_args!(
-                    "{other} is a KEM; `sig keygen` needs a signature algorithm: {} (use `kem keygen` for KEM keys)",
-                    SignatureAlgorithm::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
-                ),
-            ),
-            Err(_) => Failure::input("--alg", e),
-        }),
-    }
+    let hint = |other| {
+        format!(
+            "{other} is a KEM; `sig keygen` needs a signature algorithm: {} (use `kem keygen` for KEM keys)",
+            names(&SignatureAlgorithm::ALL)
+        )
+    };
+    parse_alg_of_kind(name, SignatureAlgorithm::parse, hint, err)
 }
 
 /// Parses `--context`, enforcing the 255-byte limit up front.
