@@ -2,9 +2,9 @@
 
 use std::io::Write;
 
-use qubesec_core::{KemAlgorithm, KemCiphertext, KemPrivateKey, PrivateKey, PublicKey};
+use qubesec_core::{KemAlgorithm, KemCiphertext};
 
-use super::{distinct_outputs, load_private_key, load_public_key, names, parse_alg_of_kind};
+use super::{distinct_outputs, generate_key_pair, load_private_key, load_public_key, names, parse_alg_of_kind};
 use crate::cli::{KemCommand, KemDecapsArgs, KemEncapsArgs, KemKeygenArgs};
 use crate::error::Failure;
 use crate::files::{self, Sensitivity};
@@ -33,14 +33,7 @@ fn parse_alg(name: &str, err: &mut dyn Write) -> Result<KemAlgorithm, Failure> {
 
 fn keygen(args: &KemKeygenArgs, err: &mut dyn Write) -> Result<(), Failure> {
     let alg = parse_alg(&args.alg, err)?;
-    distinct_outputs(("--key", &args.key), ("--pub", &args.public))?;
-    let key = KemPrivateKey::generate(alg).map_err(|e| Failure::input("kem keygen", e))?;
-    let public = PublicKey::from(key.public_key().clone());
-    let private = PrivateKey::from(key);
-    let private_pem = private.to_pkcs8_pem().map_err(|e| Failure::input(args.key.display(), e))?;
-    let public_pem = public.to_spki_pem().map_err(|e| Failure::input(args.public.display(), e))?;
-    files::write(&args.key, private_pem.as_bytes(), Sensitivity::Secret)?;
-    files::write(&args.public, public_pem.as_bytes(), Sensitivity::Public)
+    generate_key_pair(alg.into(), &args.key, &args.public, "kem keygen")
 }
 
 fn encaps(args: &KemEncapsArgs) -> Result<(), Failure> {

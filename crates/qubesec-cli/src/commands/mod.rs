@@ -66,6 +66,18 @@ fn names<T: Display>(all: &[T]) -> String {
     all.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
+/// `kem keygen` / `sig keygen` after parsing: generates a key for `alg` and
+/// writes the private key (seed-only PKCS#8 PEM, mode 0600) and its SPKI PEM.
+fn generate_key_pair(alg: qubesec_core::Algorithm, key: &Path, public: &Path, command: &str) -> Result<(), Failure> {
+    distinct_outputs(("--key", key), ("--pub", public))?;
+    let private = PrivateKey::generate(alg).map_err(|e| Failure::input(command, e))?;
+    let public_key = private.public_key().map_err(|e| Failure::input(command, e))?;
+    let private_pem = private.to_pkcs8_pem().map_err(|e| Failure::input(key.display(), e))?;
+    let public_pem = public_key.to_spki_pem().map_err(|e| Failure::input(public.display(), e))?;
+    files::write(key, private_pem.as_bytes(), files::Sensitivity::Secret)?;
+    files::write(public, public_pem.as_bytes(), files::Sensitivity::Public)
+}
+
 /// Reads a PEM private key, naming the file in any error.
 fn load_private_key(path: &Path) -> Result<PrivateKey, Failure> {
     let pem = files::read(path, Some(PEM_LIMIT))?;

@@ -2,9 +2,9 @@
 
 use std::io::Write;
 
-use qubesec_core::{Error, PrivateKey, PublicKey, SignatureAlgorithm, SigningKey};
+use qubesec_core::{Error, PublicKey, SignatureAlgorithm};
 
-use super::{distinct_outputs, load_private_key, load_public_key, names, parse_alg_of_kind, parse_hex};
+use super::{generate_key_pair, load_private_key, load_public_key, names, parse_alg_of_kind, parse_hex};
 use crate::cli::{SigCommand, SigKeygenArgs, SigSignArgs, SigVerifyArgs};
 use crate::error::Failure;
 use crate::files::{self, Sensitivity};
@@ -48,14 +48,7 @@ fn parse_context(value: Option<&str>) -> Result<zeroize::Zeroizing<Vec<u8>>, Fai
 
 fn keygen(args: &SigKeygenArgs, err: &mut dyn Write) -> Result<(), Failure> {
     let alg = parse_alg(&args.alg, err)?;
-    distinct_outputs(("--key", &args.key), ("--pub", &args.public))?;
-    let key = SigningKey::generate(alg).map_err(|e| Failure::input("sig keygen", e))?;
-    let private = PrivateKey::from(key);
-    let public = private.public_key().map_err(|e| Failure::input("sig keygen", e))?;
-    let private_pem = private.to_pkcs8_pem().map_err(|e| Failure::input(args.key.display(), e))?;
-    let public_pem = public.to_spki_pem().map_err(|e| Failure::input(args.public.display(), e))?;
-    files::write(&args.key, private_pem.as_bytes(), Sensitivity::Secret)?;
-    files::write(&args.public, public_pem.as_bytes(), Sensitivity::Public)
+    generate_key_pair(alg.into(), &args.key, &args.public, "sig keygen")
 }
 
 fn sign(args: &SigSignArgs) -> Result<(), Failure> {
