@@ -27,6 +27,12 @@ impl Fingerprint {
         Ok(Self::of_bytes(&key.to_spki_der()?))
     }
 
+    /// The canonical fingerprint as text for `Debug` output, or a placeholder
+    /// if the SPKI cannot be encoded (which never happens for a valid key).
+    pub(crate) fn debug_text(key: PublicKey) -> String {
+        Self::of_public_key(&key).map_or_else(|_| "<unencodable>".to_owned(), |f| f.to_string())
+    }
+
     /// The digest bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

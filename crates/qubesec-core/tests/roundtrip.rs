@@ -133,3 +133,11 @@ fn pem_with_surrounding_text_and_several_blocks_reads_the_first() {
     let bundle = format!("subject=foo\n{pub_pem}{pub_pem}trailer\n");
     assert_eq!(PublicKey::from_pem(bundle.as_bytes()).unwrap(), key.public_key().unwrap());
 }
+
+#[test]
+fn debug_of_a_public_key_shows_the_canonical_spki_fingerprint() {
+    let key = SigningKey::generate(SignatureAlgorithm::MlDsa44).unwrap();
+    let vk = key.verifying_key().unwrap().clone();
+    let canonical = qubesec_core::Fingerprint::of_public_key(&PublicKey::from(vk.clone())).unwrap();
+    assert!(format!("{vk:?}").contains(&canonical.to_string()), "{vk:?}");
+}

@@ -31,7 +31,7 @@ impl core::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("VerifyingKey")
             .field("alg", &self.alg)
-            .field("fingerprint", &crate::Fingerprint::of_bytes(&self.bytes).to_string())
+            .field("fingerprint", &crate::Fingerprint::debug_text(self.clone().into()))
             .finish()
     }
 }
