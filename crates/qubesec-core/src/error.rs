@@ -57,6 +57,15 @@ pub enum Error {
         /// The dotted OID.
         oid: String,
     },
+    /// Certificate or CSR parameters that break a rule (an issuer that is not
+    /// a CA, an impossible validity, a usage the key cannot have, ...).
+    #[error("{what}: {reason}")]
+    InvalidParameters {
+        /// Which parameter.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A private key in both seed and expanded form whose halves disagree.
     #[error("private key is inconsistent: the expanded key does not match the seed")]
     InconsistentKey,

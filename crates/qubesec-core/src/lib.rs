@@ -12,6 +12,7 @@ pub mod kem;
 pub mod rand;
 mod secret;
 pub mod sig;
+pub mod x509;
 
 pub use alg::{Algorithm, DeprecatedAlias, HashAlgorithm, KemAlgorithm, SignatureAlgorithm};
 pub use encoding::{PrivateKey, PrivateKeyForm, PublicKey};

@@ -435,7 +435,7 @@ impl PrivateKey {
 }
 
 /// DER-encodes a value holding secret bytes into an exact-size buffer that is wiped on drop.
-fn encode_secret(value: &impl Encode) -> Result<Zeroizing<Vec<u8>>> {
+pub(crate) fn encode_secret(value: &impl Encode) -> Result<Zeroizing<Vec<u8>>> {
     let len = value.encoded_len().and_then(usize::try_from).map_err(|e| Error::encoding("PKCS#8", e))?;
     let mut out = Zeroizing::new(vec![0u8; len]);
     value.encode_to_slice(&mut out).map_err(|e| Error::encoding("PKCS#8", e))?;

@@ -11,6 +11,7 @@
 //! # Ok::<(), qubesec_core::Error>(())
 //! ```
 
+pub mod composite;
 pub(crate) mod mldsa;
 pub(crate) mod slhdsa;
 
