@@ -76,8 +76,12 @@ impl Curve {
 
 impl CompositeAlgorithm {
     /// Every supported composite algorithm.
-    pub const ALL: [Self; 4] =
-        [Self::MlDsa44EcdsaP256Sha256, Self::MlDsa65EcdsaP256Sha512, Self::MlDsa65EcdsaP384Sha512, Self::MlDsa87EcdsaP384Sha512];
+    pub const ALL: [Self; 4] = [
+        Self::MlDsa44EcdsaP256Sha256,
+        Self::MlDsa65EcdsaP256Sha512,
+        Self::MlDsa65EcdsaP384Sha512,
+        Self::MlDsa87EcdsaP384Sha512,
+    ];
 
     /// The canonical name (the draft's identifier without `id-`).
     pub const fn name(self) -> &'static str {
@@ -191,12 +195,8 @@ impl EcPublic {
 
     fn verify(&self, msg: &[u8], der_sig: &[u8]) -> bool {
         match self {
-            Self::P256(k) => {
-                p256::ecdsa::DerSignature::from_bytes(der_sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
-            }
-            Self::P384(k) => {
-                p384::ecdsa::DerSignature::from_bytes(der_sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
-            }
+            Self::P256(k) => p256::ecdsa::DerSignature::from_bytes(der_sig).is_ok_and(|s| k.verify(msg, &s).is_ok()),
+            Self::P384(k) => p384::ecdsa::DerSignature::from_bytes(der_sig).is_ok_and(|s| k.verify(msg, &s).is_ok()),
         }
     }
 }
@@ -209,7 +209,10 @@ enum EcSecret {
 
 impl EcSecret {
     fn from_scalar(curve: Curve, scalar: &[u8]) -> Result<Self> {
-        let bad = |_| Error::InvalidKey { what: "composite ECDSA private key", reason: "scalar is zero or not below the order" };
+        let bad = |_| Error::InvalidKey {
+            what: "composite ECDSA private key",
+            reason: "scalar is zero or not below the order",
+        };
         if scalar.len() != curve.len() {
             return Err(Error::length("composite ECDSA private scalar", curve.len(), scalar.len()));
         }
@@ -334,7 +337,8 @@ impl CompositeVerifyingKey {
     pub fn to_spki_der(&self) -> Result<Vec<u8>> {
         SubjectPublicKeyInfoOwned {
             algorithm: AlgorithmIdentifierOwned { oid: self.alg.oid(), parameters: None },
-            subject_public_key: BitString::from_bytes(&self.bytes).map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))?,
+            subject_public_key: BitString::from_bytes(&self.bytes)
+                .map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))?,
         }
         .to_der()
         .map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))
@@ -345,7 +349,8 @@ impl CompositeVerifyingKey {
     /// # Errors
     /// As [`Self::to_spki_der`].
     pub fn to_spki_pem(&self) -> Result<String> {
-        der::pem::encode_string("PUBLIC KEY", LineEnding::LF, &self.to_spki_der()?).map_err(|e| Error::encoding("PEM", e))
+        der::pem::encode_string("PUBLIC KEY", LineEnding::LF, &self.to_spki_der()?)
+            .map_err(|e| Error::encoding("PEM", e))
     }
 
     /// Reads a DER SubjectPublicKeyInfo with a composite OID.
@@ -355,7 +360,8 @@ impl CompositeVerifyingKey {
     pub fn from_spki_der(der: &[u8]) -> Result<Self> {
         let spki = SubjectPublicKeyInfoRef::from_der(der).map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))?;
         let oid = spki.algorithm.oid;
-        let alg = CompositeAlgorithm::from_oid(&oid).ok_or_else(|| Error::UnsupportedAlgorithm { oid: oid.to_string() })?;
+        let alg =
+            CompositeAlgorithm::from_oid(&oid).ok_or_else(|| Error::UnsupportedAlgorithm { oid: oid.to_string() })?;
         if spki.algorithm.parameters.is_some() {
             return Err(Error::encoding("SubjectPublicKeyInfo", format!("{alg} requires absent parameters")));
         }
@@ -478,7 +484,8 @@ impl CompositeSigningKey {
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
         let info = pkcs8::PrivateKeyInfoRef::from_der(der).map_err(|e| Error::encoding("PKCS#8", e))?;
         let oid = info.algorithm.oid;
-        let alg = CompositeAlgorithm::from_oid(&oid).ok_or_else(|| Error::UnsupportedAlgorithm { oid: oid.to_string() })?;
+        let alg =
+            CompositeAlgorithm::from_oid(&oid).ok_or_else(|| Error::UnsupportedAlgorithm { oid: oid.to_string() })?;
         if info.algorithm.parameters.is_some() {
             return Err(Error::encoding("PKCS#8", format!("{alg} requires absent parameters")));
         }

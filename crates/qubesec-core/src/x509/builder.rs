@@ -153,7 +153,7 @@ impl CertificateParams {
         let subject_key = SubjectPublicKey::from_spki_der(&key.spki_der()?)?;
         let issuer = self.subject.to_x509()?;
         let ski = key_identifier(subject_key.spki_der())?;
-        self.sign(&subject_key, issuer, ski, key)
+        self.sign(&subject_key, issuer, ski, key, Checks::On)
     }
 
     /// A certificate for `subject_key`, issued by the CA `issuer` with its key `issuer_key`.
@@ -167,25 +167,59 @@ impl CertificateParams {
         issuer: &Certificate,
         issuer_key: impl Into<CertSigner<'a>>,
     ) -> Result<Certificate> {
-        let issuer_key = issuer_key.into();
-        if issuer_key.spki_der()? != issuer.public_key_spki_der() {
-            return Err(invalid("issuer key", "does not belong to the issuer certificate"));
-        }
-        if !issuer.basic_constraints()?.is_some_and(|bc| bc.ca) {
-            return Err(invalid("issuer", format!("{} is not a CA (basicConstraints cA is not set)", issuer.subject())));
-        }
-        if issuer.key_usage()?.is_some_and(|ku| !ku.contains(&KeyUsage::KeyCertSign)) {
-            return Err(invalid("issuer", format!("{} lacks the keyCertSign key usage", issuer.subject())));
+        self.issue_with(subject_key, issuer, issuer_key.into(), Checks::On)
+    }
+
+    /// Hazmat: [`Self::issue`] without any issuer, usage or consistency check,
+    /// to build the invalid certificates a path validator must reject.
+    ///
+    /// # Errors
+    /// Encoding and signing errors only.
+    #[cfg(feature = "hazmat")]
+    pub fn issue_unchecked<'a>(
+        &self,
+        subject_key: &SubjectPublicKey,
+        issuer: &Certificate,
+        issuer_key: impl Into<CertSigner<'a>>,
+    ) -> Result<Certificate> {
+        self.issue_with(subject_key, issuer, issuer_key.into(), Checks::Off)
+    }
+
+    fn issue_with(
+        &self,
+        subject_key: &SubjectPublicKey,
+        issuer: &Certificate,
+        issuer_key: CertSigner<'_>,
+        checks: Checks,
+    ) -> Result<Certificate> {
+        if checks == Checks::On {
+            Self::check_issuer(issuer, &issuer_key)?;
         }
         let aki = match issuer.subject_key_id()? {
             Some(id) => id,
             None => key_identifier(&issuer.public_key_spki_der())?,
         };
         let issuer_name = Name::from_der(&issuer.subject_der()).map_err(|e| Error::encoding("issuer name", e))?;
-        self.sign(subject_key, issuer_name, aki, issuer_key)
+        self.sign(subject_key, issuer_name, aki, issuer_key, checks)
     }
 
-    fn effective_key_usage(&self, subject_key: &SubjectPublicKey) -> Result<Vec<KeyUsage>> {
+    fn check_issuer(issuer: &Certificate, issuer_key: &CertSigner<'_>) -> Result<()> {
+        if issuer_key.spki_der()? != issuer.public_key_spki_der() {
+            return Err(invalid("issuer key", "does not belong to the issuer certificate"));
+        }
+        if !issuer.basic_constraints()?.is_some_and(|bc| bc.ca) {
+            return Err(invalid(
+                "issuer",
+                format!("{} is not a CA (basicConstraints cA is not set)", issuer.subject()),
+            ));
+        }
+        if issuer.key_usage()?.is_some_and(|ku| !ku.contains(&KeyUsage::KeyCertSign)) {
+            return Err(invalid("issuer", format!("{} lacks the keyCertSign key usage", issuer.subject())));
+        }
+        Ok(())
+    }
+
+    fn effective_key_usage(&self, subject_key: &SubjectPublicKey, checks: Checks) -> Result<Vec<KeyUsage>> {
         let usage = match &self.key_usage {
             Some(u) => u.clone(),
             None if subject_key.is_kem => vec![KeyUsage::KeyEncipherment],
@@ -195,12 +229,21 @@ impl CertificateParams {
         if usage.is_empty() {
             return Err(invalid("keyUsage", "must name at least one usage"));
         }
+        if checks == Checks::Off {
+            return Ok(usage);
+        }
         if subject_key.is_kem && usage != [KeyUsage::KeyEncipherment] {
-            return Err(invalid("keyUsage", format!("a {} key may only have keyEncipherment (RFC 9935)", subject_key.name)));
+            return Err(invalid(
+                "keyUsage",
+                format!("a {} key may only have keyEncipherment (RFC 9935)", subject_key.name),
+            ));
         }
         let encipher = [KeyUsage::KeyEncipherment, KeyUsage::DataEncipherment, KeyUsage::KeyAgreement];
         if !subject_key.is_kem && usage.iter().any(|u| encipher.contains(u)) {
-            return Err(invalid("keyUsage", format!("a {} key can only sign; encipherment and key agreement are not possible", subject_key.name)));
+            return Err(invalid(
+                "keyUsage",
+                format!("a {} key can only sign; encipherment and key agreement are not possible", subject_key.name),
+            ));
         }
         if self.is_ca && !usage.contains(&KeyUsage::KeyCertSign) {
             return Err(invalid("keyUsage", "a CA certificate needs keyCertSign"));
@@ -211,8 +254,13 @@ impl CertificateParams {
         Ok(usage)
     }
 
-    fn extensions(&self, subject_key: &SubjectPublicKey, authority_key_id: Vec<u8>) -> Result<Vec<Extension>> {
-        let usage = self.effective_key_usage(subject_key)?;
+    fn extensions(
+        &self,
+        subject_key: &SubjectPublicKey,
+        authority_key_id: Vec<u8>,
+        checks: Checks,
+    ) -> Result<Vec<Extension>> {
+        let usage = self.effective_key_usage(subject_key, checks)?;
         let subject_name = self.subject.to_x509()?;
         let enc = |e: der::Error| Error::encoding("certificate extension", e);
         let mut exts = Vec::new();
@@ -226,7 +274,8 @@ impl CertificateParams {
             exts.push(eku.to_extension(&subject_name, &exts).map_err(enc)?);
         }
         if !self.subject_alt_names.is_empty() {
-            let names = self.subject_alt_names.iter().map(SubjectAltName::to_general_name).collect::<Result<Vec<_>>>()?;
+            let names =
+                self.subject_alt_names.iter().map(SubjectAltName::to_general_name).collect::<Result<Vec<_>>>()?;
             // With an empty subject the SAN carries the identity and must be critical (RFC 5280, 4.2.1.6).
             let critical = self.subject.is_empty();
             exts.push(with_criticality(RawSan(names).to_extension(&subject_name, &exts).map_err(enc)?, critical));
@@ -242,7 +291,7 @@ impl CertificateParams {
         Ok(exts)
     }
 
-    fn sign(&self, subject_key: &SubjectPublicKey, issuer: Name, authority_key_id: Vec<u8>, key: CertSigner<'_>) -> Result<Certificate> {
+    fn check_consistency(&self, subject_key: &SubjectPublicKey) -> Result<()> {
         if self.subject.is_empty() && self.subject_alt_names.is_empty() {
             return Err(invalid("subject", "an empty subject needs at least one subject alternative name"));
         }
@@ -254,6 +303,20 @@ impl CertificateParams {
         }
         if subject_key.is_kem && self.is_ca {
             return Err(invalid("CA flag", format!("a {} key cannot sign, so it cannot be a CA", subject_key.name)));
+        }
+        Ok(())
+    }
+
+    fn sign(
+        &self,
+        subject_key: &SubjectPublicKey,
+        issuer: Name,
+        authority_key_id: Vec<u8>,
+        key: CertSigner<'_>,
+        checks: Checks,
+    ) -> Result<Certificate> {
+        if checks == Checks::On {
+            self.check_consistency(subject_key)?;
         }
         let serial = match &self.serial {
             Some(s) => s.clone(),
@@ -269,11 +332,19 @@ impl CertificateParams {
             subject: self.subject.to_x509()?,
             subject_public_key_info: SubjectPublicKeyInfoOwned::from_der(subject_key.spki_der())
                 .map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))?,
-            extensions: Some(self.extensions(subject_key, authority_key_id)?),
+            extensions: Some(self.extensions(subject_key, authority_key_id, checks)?),
         };
         let tbs_der = tbs.to_der().map_err(|e| Error::encoding("TBSCertificate", e))?;
         Certificate::from_der(&key.sign_structure(&tbs_der)?)
     }
+}
+
+/// Whether the builder enforces its consistency rules (always, except through hazmat).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checks {
+    On,
+    #[cfg_attr(not(feature = "hazmat"), allow(dead_code))]
+    Off,
 }
 
 /// The TBSCertificate as we write it (x509-cert's own type has no public constructor).
@@ -303,7 +374,8 @@ pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Error {
 /// Key identifier per RFC 7093 method 1: the leftmost 160 bits of SHA-256
 /// over the subjectPublicKey BIT STRING value.
 pub(crate) fn key_identifier(spki_der: &[u8]) -> Result<Vec<u8>> {
-    let spki = spki::SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))?;
+    let spki =
+        spki::SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))?;
     Ok(sha2::Sha256::digest(spki.subject_public_key.raw_bytes())[..20].to_vec())
 }
 
@@ -316,7 +388,9 @@ fn random_serial() -> Result<Vec<u8>> {
 
 /// RFC 5280, 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050; whole seconds.
 fn time(t: SystemTime) -> Result<Time> {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_err(|_| invalid("validity", "times before 1970 are not supported"))?;
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| invalid("validity", "times before 1970 are not supported"))?;
     let dt = der::DateTime::from_unix_duration(Duration::from_secs(secs.as_secs()))
         .map_err(|_| invalid("validity", "time out of range"))?;
     Ok(if dt.year() < 2050 {

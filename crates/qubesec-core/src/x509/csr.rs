@@ -64,7 +64,10 @@ impl CertificateRequest {
     ) -> Result<Self> {
         let key = key.into();
         if subject.is_empty() && sans.is_empty() {
-            return Err(super::builder::invalid("subject", "an empty subject needs at least one subject alternative name"));
+            return Err(super::builder::invalid(
+                "subject",
+                "an empty subject needs at least one subject alternative name",
+            ));
         }
         let name = subject.to_x509()?;
         let enc = |e: der::Error| Error::encoding("certification request", e);
@@ -192,7 +195,8 @@ impl CertificateRequest {
     pub fn extended_key_usage(&self) -> Result<Vec<ExtendedKeyUsage>> {
         let mut out = Vec::new();
         for ext in self.requested_extensions()?.iter().filter(|e| e.extn_id == ext_oid::EXT_KEY_USAGE) {
-            let eku = RawEku::from_der(ext.extn_value.as_bytes()).map_err(|e| Error::encoding("extendedKeyUsage", e))?;
+            let eku =
+                RawEku::from_der(ext.extn_value.as_bytes()).map_err(|e| Error::encoding("extendedKeyUsage", e))?;
             out.extend(eku.0.into_iter().map(ExtendedKeyUsage::from_oid));
         }
         Ok(out)

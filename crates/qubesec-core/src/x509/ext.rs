@@ -241,7 +241,10 @@ impl ExtendedKeyUsage {
     pub fn oid(&self) -> ObjectIdentifier {
         match self {
             Self::Other(oid) => *oid,
-            named => Self::NAMED.iter().find(|(e, _, _)| e == named).map_or(ObjectIdentifier::new_unwrap("2.5.29.37.0"), |(_, _, o)| *o),
+            named => Self::NAMED
+                .iter()
+                .find(|(e, _, _)| e == named)
+                .map_or(ObjectIdentifier::new_unwrap("2.5.29.37.0"), |(_, _, o)| *o),
         }
     }
 

@@ -149,8 +149,14 @@ pub fn algorithm_name(oid: &ObjectIdentifier) -> Option<&'static str> {
 /// # Errors
 /// [`Error::UnsupportedAlgorithm`] for an algorithm this crate does not verify,
 /// [`Error::VerificationFailed`] otherwise.
-pub(crate) fn verify_signature(spki_der: &[u8], alg: &AlgorithmIdentifierRef<'_>, body: &[u8], signature: &[u8]) -> Result<()> {
-    let spki = spki::SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))?;
+pub(crate) fn verify_signature(
+    spki_der: &[u8],
+    alg: &AlgorithmIdentifierRef<'_>,
+    body: &[u8],
+    signature: &[u8],
+) -> Result<()> {
+    let spki =
+        spki::SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))?;
     if let Some(c) = CompositeAlgorithm::from_oid(&alg.oid) {
         if spki.algorithm.oid != alg.oid || alg.parameters.is_some() {
             return Err(Error::VerificationFailed);
@@ -241,7 +247,8 @@ impl Certificate {
             let (label, der) = der::pem::decode_vec(&block.as_bytes()[..end])
                 .map_err(|e| Error::encoding("PEM", format!("block {}: {e}", out.len() + 1)))?;
             if label == CERTIFICATE_LABEL {
-                let cert = Self::from_der(&der).map_err(|e| Error::encoding("PEM", format!("block {}: {e}", out.len() + 1)))?;
+                let cert = Self::from_der(&der)
+                    .map_err(|e| Error::encoding("PEM", format!("block {}: {e}", out.len() + 1)))?;
                 out.push(cert);
             }
             rest = &block[end..];
@@ -360,13 +367,20 @@ impl Certificate {
         Fingerprint::of_bytes(&self.der)
     }
 
-    fn extension<'a, T: Decode<'a> + der::oid::AssociatedOid>(&'a self, what: &'static str) -> Result<Option<(bool, T)>> {
+    fn extension<'a, T: Decode<'a> + der::oid::AssociatedOid>(
+        &'a self,
+        what: &'static str,
+    ) -> Result<Option<(bool, T)>> {
         self.cert.tbs_certificate().get_extension::<T>().map_err(|e| Error::encoding(what, e))
     }
 
     /// Every extension OID with its criticality.
     pub fn extension_oids(&self) -> Vec<(ObjectIdentifier, bool)> {
-        self.cert.tbs_certificate().extensions().map(|exts| exts.iter().map(|e| (e.extn_id, e.critical)).collect()).unwrap_or_default()
+        self.cert
+            .tbs_certificate()
+            .extensions()
+            .map(|exts| exts.iter().map(|e| (e.extn_id, e.critical)).collect())
+            .unwrap_or_default()
     }
 
     /// basicConstraints, if present.
@@ -394,7 +408,9 @@ impl Certificate {
     /// # Errors
     /// [`Error::Encoding`] if the extension is malformed.
     pub fn extended_key_usage(&self) -> Result<Option<Vec<ExtendedKeyUsage>>> {
-        Ok(self.extension::<RawEku>("extendedKeyUsage")?.map(|(_, e)| e.0.into_iter().map(ExtendedKeyUsage::from_oid).collect()))
+        Ok(self
+            .extension::<RawEku>("extendedKeyUsage")?
+            .map(|(_, e)| e.0.into_iter().map(ExtendedKeyUsage::from_oid).collect()))
     }
 
     /// The subject alternative names this crate models (DNS, IP, URI, email); others are skipped.

@@ -75,7 +75,10 @@ impl NameAttribute {
         let key = key.trim();
         let found = Self::ALL.into_iter().find(|a| a.short_name().eq_ignore_ascii_case(key));
         found.or_else(|| Self::ALL.into_iter().find(|a| a.oid().to_string() == key)).ok_or_else(|| {
-            Error::encoding("distinguished name", format!("unknown attribute type {key:?}; expected CN, O, OU, C, L, ST or serialNumber"))
+            Error::encoding(
+                "distinguished name",
+                format!("unknown attribute type {key:?}; expected CN, O, OU, C, L, ST or serialNumber"),
+            )
         })
     }
 
@@ -172,7 +175,8 @@ impl DistinguishedName {
         let mut rdns = RdnSequence::default();
         for (attr, value) in &self.attrs {
             let bad = |e: der::Error| Error::encoding("distinguished name", e);
-            let atv = AttributeTypeAndValue { oid: attr.oid(), value: Any::new(attr.tag(), value.as_bytes()).map_err(bad)? };
+            let atv =
+                AttributeTypeAndValue { oid: attr.oid(), value: Any::new(attr.tag(), value.as_bytes()).map_err(bad)? };
             let set = SetOfVec::try_from(vec![atv]).map_err(bad)?;
             rdns.push(RelativeDistinguishedName::from(set));
         }
@@ -319,7 +323,10 @@ mod tests {
 
     #[test]
     fn rfc4514_round_trip_reverses_order() {
-        let dn: DistinguishedName = "CN=api.example.com, O=Example\\, Inc.,OU=Platform,C=DE,ST=Berlin,L=Berlin,serialNumber=42".parse().unwrap();
+        let dn: DistinguishedName =
+            "CN=api.example.com, O=Example\\, Inc.,OU=Platform,C=DE,ST=Berlin,L=Berlin,serialNumber=42"
+                .parse()
+                .unwrap();
         assert_eq!(dn.attributes()[0], (NameAttribute::SerialNumber, "42".to_owned()));
         assert_eq!(dn.get(NameAttribute::Organization), Some("Example, Inc."));
         assert_eq!(dn.get(NameAttribute::CommonName), Some("api.example.com"));

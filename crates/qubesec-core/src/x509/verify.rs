@@ -83,7 +83,8 @@ pub struct ChainError {
 
 impl fmt::Display for ChainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let who = if self.index == 0 { "the certificate".to_owned() } else { format!("chain certificate {}", self.index) };
+        let who =
+            if self.index == 0 { "the certificate".to_owned() } else { format!("chain certificate {}", self.index) };
         write!(f, "{who} ({}): ", self.subject)?;
         match &self.kind {
             ChainErrorKind::IssuerNotFound { issuer } => {
@@ -92,9 +93,15 @@ impl fmt::Display for ChainError {
             ChainErrorKind::BadSignature => f.write_str("signature does not verify with the issuer's key"),
             ChainErrorKind::UnsupportedAlgorithm { oid } => write!(f, "unsupported signature algorithm {oid}"),
             ChainErrorKind::Expired { not_after } => write!(f, "expired (notAfter {})", rfc3339(*not_after)),
-            ChainErrorKind::NotYetValid { not_before } => write!(f, "not yet valid (notBefore {})", rfc3339(*not_before)),
-            ChainErrorKind::NotACa => f.write_str("is used as an issuer but is not a CA (critical basicConstraints cA=true)"),
-            ChainErrorKind::MissingKeyCertSign => f.write_str("is used as an issuer but its keyUsage lacks keyCertSign"),
+            ChainErrorKind::NotYetValid { not_before } => {
+                write!(f, "not yet valid (notBefore {})", rfc3339(*not_before))
+            }
+            ChainErrorKind::NotACa => {
+                f.write_str("is used as an issuer but is not a CA (critical basicConstraints cA=true)")
+            }
+            ChainErrorKind::MissingKeyCertSign => {
+                f.write_str("is used as an issuer but its keyUsage lacks keyCertSign")
+            }
             ChainErrorKind::PathLenExceeded { path_len, intermediates_below } => write!(
                 f,
                 "pathLenConstraint {path_len} is exceeded by {intermediates_below} intermediate CA(s) below it"
@@ -112,7 +119,15 @@ impl std::error::Error for ChainError {}
 pub(crate) fn rfc3339(secs: u64) -> String {
     der::DateTime::from_unix_duration(core::time::Duration::from_secs(secs))
         .map(|d| {
-            format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", d.year(), d.month(), d.day(), d.hour(), d.minutes(), d.seconds())
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                d.year(),
+                d.month(),
+                d.day(),
+                d.hour(),
+                d.minutes(),
+                d.seconds()
+            )
         })
         .unwrap_or_else(|_| format!("{secs}s after the epoch"))
 }
@@ -148,7 +163,11 @@ fn fail(index: usize, cert: &Certificate, kind: ChainErrorKind) -> ChainError {
 }
 
 /// Walks up by name, preferring candidates whose key verifies the signature.
-fn build_path(leaf: &Certificate, intermediates: &[Certificate], anchors: &[Certificate]) -> Result<Vec<Certificate>, ChainError> {
+fn build_path(
+    leaf: &Certificate,
+    intermediates: &[Certificate],
+    anchors: &[Certificate],
+) -> Result<Vec<Certificate>, ChainError> {
     let mut path = vec![leaf.clone()];
     loop {
         let index = path.len() - 1;

@@ -74,3 +74,24 @@ fn composite_ml_dsa_ecdsa_cases() {
     }
     tally.finish();
 }
+
+/// A certificate signed with an algorithm we do not implement (ML-DSA-44 +
+/// RSA-PSS) parses, and only verification reports the algorithm.
+#[test]
+fn unknown_algorithm_parses_and_fails_verification_only() {
+    use qubesec_core::x509::{CertificateParams, ChainErrorKind, verify_chain};
+    use qubesec_core::{SignatureAlgorithm, SigningKey};
+    let doc = load("composite-sigs/testvectors.json");
+    let case = doc["tests"].as_array().unwrap().iter().find(|t| t["tcId"] == "id-MLDSA44-RSA2048-PSS-SHA256").unwrap();
+    let cert = qubesec_core::x509::Certificate::from_der(&b64(&case["x5c"])).unwrap();
+    assert_eq!(cert.signature_algorithm().to_string(), "1.3.6.1.5.5.7.6.37");
+    assert_eq!(cert.subject(), "CN=id-MLDSA44-RSA2048-PSS-SHA256,OU=LAMPS,O=IETF");
+    assert!(matches!(cert.public_key(), Err(qubesec_core::Error::UnsupportedAlgorithm { .. })));
+    assert!(matches!(cert.verify_signed_by(&cert), Err(qubesec_core::Error::UnsupportedAlgorithm { .. })));
+    // An anchor with the issuer's name but our algorithm: the path stops at the unknown signature algorithm.
+    let key = SigningKey::generate(SignatureAlgorithm::MlDsa44).unwrap();
+    let anchor = CertificateParams::new(cert.issuer().parse().unwrap()).ca(None).self_signed(&key).unwrap();
+    let err = verify_chain(&cert, &[], &[anchor], std::time::SystemTime::now()).unwrap_err();
+    assert_eq!(err.kind, ChainErrorKind::UnsupportedAlgorithm { oid: "1.3.6.1.5.5.7.6.37".into() });
+    assert!(err.to_string().contains("unsupported signature algorithm 1.3.6.1.5.5.7.6.37"), "{err}");
+}
