@@ -11,12 +11,14 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
-Exit status: 0 on success (for `sig verify`: the signature is valid), 1 when `sig verify` \
-finds the signature invalid, 2 for a usage error or bad input (with one line on stderr \
+Exit status: 0 on success (for `sig verify` / `cert verify`: valid), 1 when `sig verify` \
+finds the signature invalid or `cert verify` the chain invalid, 2 for a usage error or bad input (with one line on stderr \
 naming the file and the problem).
 
 Algorithms: ML-KEM-512, ML-KEM-768, ML-KEM-1024, X-Wing (KEMs); ML-DSA-44, ML-DSA-65, \
-ML-DSA-87 and the twelve SLH-DSA sets, e.g. SLH-DSA-SHA2-128s (signatures). Names are \
+ML-DSA-87 and the twelve SLH-DSA sets, e.g. SLH-DSA-SHA2-128s (signatures); composite \
+ML-DSA + ECDSA for `sig keygen` and certificates: MLDSA44-ECDSA-P256-SHA256, \
+MLDSA65-ECDSA-P256-SHA512, MLDSA65-ECDSA-P384-SHA512, MLDSA87-ECDSA-P384-SHA512. Names are \
 case-insensitive; Kyber512/768/1024 and Dilithium2/3/5 are accepted with a deprecation warning.";
 
 /// Post-quantum keys, key encapsulation, signatures and key derivation for QubeSec.
@@ -45,9 +47,12 @@ pub enum Command {
     /// Derive key material with HKDF (RFC 5869).
     #[command(after_help = "The derived key is written raw to --out (mode 0600); nothing secret is printed.")]
     Kdf(KdfArgs),
-    /// X.509 certificates (not yet implemented).
+    /// X.509 certificates: self-sign, issue, verify, show.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// PKCS#10 certificate signing requests.
+    #[command(subcommand)]
+    Csr(CsrCommand),
     /// Print the SHA-256 fingerprint of a public key, certificate or private key.
     ///
     /// Prints two lines: `sha256:` followed by 64 lowercase hex digits of the
@@ -228,15 +233,20 @@ pub struct RandArgs {
     pub hex: bool,
 }
 
-/// `qubesec cert ...` (not yet implemented: X.509 support lands with the X.509 issue).
+/// `qubesec cert ...`.
 #[derive(Debug, Subcommand)]
 pub enum CertCommand {
-    /// Create a self-signed certificate (not yet implemented).
+    /// Create a self-signed certificate (a root CA with --ca).
     SelfSign(CertSelfSignArgs),
-    /// Issue a certificate signed by a CA (not yet implemented).
+    /// Issue a certificate signed by a CA, for a public key or a CSR.
     Issue(CertIssueArgs),
-    /// Verify a certificate chain up to a trust anchor (not yet implemented).
+    /// Verify a certificate chain up to a trust anchor.
+    #[command(after_help = "Checks every signature, validity at the current time, issuer/subject name chaining, \
+and that every issuer is a CA (critical basicConstraints cA=true, keyCertSign, pathLen respected). \
+Prints OK and exits 0 when valid; exits 1 with the failing certificate and reason when invalid.")]
     Verify(CertVerifyArgs),
+    /// Print a human-readable summary of a certificate (or of each certificate in a PEM bundle).
+    Show(CertShowArgs),
 }
 
 /// Arguments of `cert self-sign`.
@@ -253,28 +263,51 @@ pub struct CertSelfSignArgs {
 /// Subject, names, validity and CA flag: shared by `cert self-sign` and `cert issue`.
 #[derive(Debug, Args)]
 pub struct CertProfileArgs {
-    /// Subject distinguished name, e.g. "CN=example,O=QubeSec".
+    /// Subject distinguished name (RFC 4514, most specific first), e.g. "CN=example,O=QubeSec".
+    /// Required, except with `cert issue --csr` where it defaults to the CSR's subject.
     #[arg(long, value_name = "DN")]
-    pub subject: String,
+    pub subject: Option<String>,
+    /// Subject alternative names: DNS, IP, URI and email (each repeatable).
+    #[command(flatten)]
+    pub names: SanArgs,
+    /// Validity in days (default 90; notBefore is set 5 minutes back).
+    #[arg(long, value_name = "N")]
+    pub days: Option<String>,
+    /// Make it a CA certificate (keyCertSign, cRLSign, critical basicConstraints cA=true).
+    #[arg(long)]
+    pub ca: bool,
+    /// The CA's path length constraint (needs --ca).
+    #[arg(long, value_name = "N", requires = "ca")]
+    pub path_len: Option<String>,
+    /// Where to write the certificate (PEM).
+    #[arg(long, value_name = "CERT.pem")]
+    pub out: PathBuf,
+}
+
+/// Subject alternative names and extended key usages.
+#[derive(Debug, Args)]
+pub struct SanArgs {
     /// DNS subject alternative name (repeatable).
     #[arg(long, value_name = "NAME")]
     pub dns: Vec<String>,
     /// IP address subject alternative name (repeatable).
     #[arg(long, value_name = "ADDR")]
     pub ip: Vec<String>,
-    /// Validity in days.
-    #[arg(long, value_name = "N")]
-    pub days: Option<String>,
-    /// Make it a CA certificate.
-    #[arg(long)]
-    pub ca: bool,
-    /// Where to write the certificate (PEM).
-    #[arg(long, value_name = "CERT.pem")]
-    pub out: PathBuf,
+    /// URI subject alternative name, e.g. a SPIFFE ID (repeatable).
+    #[arg(long, value_name = "URI")]
+    pub uri: Vec<String>,
+    /// Email subject alternative name (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    pub email: Vec<String>,
+    /// Extended key usage: serverAuth, clientAuth, codeSigning, emailProtection,
+    /// timeStamping, OCSPSigning or a dotted OID (repeatable).
+    #[arg(long, value_name = "USAGE")]
+    pub eku: Vec<String>,
 }
 
 /// Arguments of `cert issue`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("subject-key").required(true).args(["public", "csr"])))]
 pub struct CertIssueArgs {
     /// The issuing CA's certificate.
     #[arg(long, value_name = "CA.pem")]
@@ -282,9 +315,14 @@ pub struct CertIssueArgs {
     /// The issuing CA's private key.
     #[arg(long, value_name = "CA-KEY.pem")]
     pub ca_key: PathBuf,
-    /// The subject's public key.
+    /// The subject's public key (or a certificate holding it).
     #[arg(long = "pub", value_name = "PUB.pem")]
-    pub public: PathBuf,
+    pub public: Option<PathBuf>,
+    /// A certificate signing request: its signature is checked, its subject
+    /// is the default subject, and its requested SANs and EKUs are copied
+    /// (its requested CA flag and key usages never are).
+    #[arg(long, value_name = "CSR.pem")]
+    pub csr: Option<PathBuf>,
     /// What the certificate says about its subject.
     #[command(flatten)]
     pub profile: CertProfileArgs,
@@ -296,12 +334,47 @@ pub struct CertVerifyArgs {
     /// The trust anchor (root) certificate.
     #[arg(long, value_name = "ROOT.pem")]
     pub ca: PathBuf,
-    /// Intermediate certificates (repeatable).
+    /// Intermediate certificates (repeatable; a file may hold several).
     #[arg(long, value_name = "INT.pem")]
     pub intermediate: Vec<PathBuf>,
+    /// Also require the certificate to be valid for this DNS name or IP address.
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
     /// The certificate to verify.
     #[arg(value_name = "CERT.pem")]
     pub cert: PathBuf,
+}
+
+/// Arguments of `cert show`.
+#[derive(Debug, Args)]
+pub struct CertShowArgs {
+    /// The certificate (PEM; every certificate of a bundle is shown).
+    #[arg(value_name = "CERT.pem")]
+    pub cert: PathBuf,
+}
+
+/// `qubesec csr ...`.
+#[derive(Debug, Subcommand)]
+pub enum CsrCommand {
+    /// Create a PKCS#10 request signed by the subject's own key.
+    Create(CsrCreateArgs),
+}
+
+/// Arguments of `csr create`.
+#[derive(Debug, Args)]
+pub struct CsrCreateArgs {
+    /// The subject's private key (ML-DSA, SLH-DSA or composite).
+    #[arg(long, value_name = "KEY.pem")]
+    pub key: PathBuf,
+    /// Subject distinguished name (RFC 4514), e.g. "CN=svc,O=Tenant".
+    #[arg(long, value_name = "DN")]
+    pub subject: String,
+    /// Requested subject alternative names and extended key usages.
+    #[command(flatten)]
+    pub names: SanArgs,
+    /// Where to write the request (PEM `CERTIFICATE REQUEST`).
+    #[arg(long, value_name = "CSR.pem")]
+    pub out: PathBuf,
 }
 
 #[cfg(test)]

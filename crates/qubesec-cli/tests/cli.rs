@@ -570,51 +570,252 @@ fn rand_rejects_bad_counts() {
 
 // ---------------------------------------------------------------- cert, help, usage
 
-const CERT_MESSAGE: &str = "qubesec cert: not yet implemented (X.509 support lands with the X.509 issue)\n";
-
+/// The contract's cert commands end to end, with the exit codes: a CA chain
+/// with a composite intermediate, a KEM leaf, and every kind of bad input.
 #[test]
-fn cert_commands_are_reserved() {
+fn cert_commands_follow_the_contract() {
     let s = Scratch::new();
-    let (key, public) = keygen(&s, "sig", "ML-DSA-44", "k");
-    for args in [
-        vec![
-            "cert",
-            "self-sign",
-            "--key",
-            &key,
-            "--subject",
-            "CN=x,O=y",
-            "--dns",
-            "a.example",
-            "--days",
-            "30",
-            "--ca",
-            "--out",
-            "c.pem",
-        ],
-        vec![
-            "cert",
-            "issue",
-            "--ca-cert",
-            "ca.pem",
-            "--ca-key",
-            &key,
-            "--pub",
-            &public,
-            "--subject",
-            "CN=x",
-            "--ip",
-            "10.0.0.1",
-            "--out",
-            "c.pem",
-        ],
-        vec!["cert", "verify", "--ca", "root.pem", "--intermediate", "int.pem", "leaf.pem"],
+    let (root_key, _) = keygen(&s, "sig", "ML-DSA-65", "root");
+    let (int_key, int_pub) = keygen(&s, "sig", "MLDSA87-ECDSA-P384-SHA512", "int");
+    let (leaf_key, leaf_pub) = keygen(&s, "sig", "SLH-DSA-SHA2-128f", "leaf");
+    let (kem_key, kem_pub) = keygen(&s, "kem", "ML-KEM-512", "kem");
+    let (root, int, leaf) = (s.path("root.pem"), s.path("int.pem"), s.path("leaf.pem"));
+    qubesec(["cert", "self-sign", "--key", &root_key, "--subject", "CN=Root,O=QubeSec", "--ca", "--out", &root])
+        .success();
+    qubesec([
+        "cert",
+        "issue",
+        "--ca-cert",
+        &root,
+        "--ca-key",
+        &root_key,
+        "--pub",
+        &int_pub,
+        "--subject",
+        "CN=Hybrid",
+        "--ca",
+        "--out",
+        &int,
+    ])
+    .success();
+    qubesec([
+        "cert",
+        "issue",
+        "--ca-cert",
+        &int,
+        "--ca-key",
+        &int_key,
+        "--pub",
+        &leaf_pub,
+        "--subject",
+        "CN=leaf",
+        "--dns",
+        "leaf.example",
+        "--ip",
+        "192.0.2.1",
+        "--days",
+        "7",
+        "--out",
+        &leaf,
+    ])
+    .success();
+    assert_eq!(s.mode("leaf.pem") & 0o777, 0o644 & !0o022);
+
+    // Valid: exit 0 and OK; the self-signed root against itself too.
+    assert_eq!(
+        qubesec(["cert", "verify", "--ca", &root, "--intermediate", &int, &leaf]).success().stdout_text(),
+        "OK\n"
+    );
+    qubesec(["cert", "verify", "--ca", &root, &root]).success();
+    // A bundle of intermediates in one file works.
+    let bundle = s.write("bundle.pem", [s.read("int.pem"), s.read("root.pem")].concat());
+    qubesec(["cert", "verify", "--ca", &root, "--intermediate", &bundle, &leaf]).success();
+    // Invalid: exit 1 with the failing certificate and the reason.
+    qubesec(["cert", "verify", "--ca", &root, &leaf]).fails(1, &["leaf.pem", "CN=leaf", "its issuer (CN=Hybrid)"]);
+    qubesec(["cert", "verify", "--ca", &int, &root]).fails(1, &["CN=Root"]);
+    let mut tampered = s.read("leaf.pem");
+    let at = tampered.len() - 40;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let tampered = s.write("tampered.pem", tampered);
+    qubesec(["cert", "verify", "--ca", &root, "--intermediate", &int, &tampered])
+        .fails(1, &["signature does not verify"]);
+
+    // fingerprint of a certificate is its key's fingerprint, composite keys included.
+    let fp = |p: &str| qubesec(["fingerprint", p]).success().stdout_text();
+    assert_eq!(fp(&int), fp(&int_pub));
+    assert_eq!(fp(&int_key), fp(&int_pub));
+
+    // show summarizes.
+    let shown = qubesec(["cert", "show", &leaf]).success().stdout_text();
+    for needle in [
+        "Subject:        CN=leaf",
+        "Issuer:         CN=Hybrid",
+        "Key algorithm:  SLH-DSA-SHA2-128f",
+        "Signature:      MLDSA87-ECDSA-P384-SHA512",
+        "DNS:leaf.example, IP:192.0.2.1",
+        "CA:             no",
     ] {
-        let run = qubesec(&args);
-        assert_eq!(run.code, 2, "{args:?}");
-        assert_eq!(run.stderr, CERT_MESSAGE);
-        assert!(run.stdout.is_empty());
+        assert!(shown.contains(needle), "{needle:?} in {shown}");
     }
+    assert!(shown.contains(&fp(&leaf_pub).lines().next().unwrap().to_owned()), "{shown}");
+
+    // A KEM key gets a certificate (keyEncipherment) but cannot sign one.
+    let kem_cert = s.path("kem.pem");
+    qubesec([
+        "cert",
+        "issue",
+        "--ca-cert",
+        &int,
+        "--ca-key",
+        &int_key,
+        "--pub",
+        &kem_pub,
+        "--subject",
+        "CN=kem",
+        "--out",
+        &kem_cert,
+    ])
+    .success();
+    assert!(qubesec(["cert", "show", &kem_cert]).success().stdout_text().contains("Key usage:      keyEncipherment"));
+    qubesec(["cert", "self-sign", "--key", &kem_key, "--subject", "CN=x", "--out", &s.path("x.pem")])
+        .fails(2, &["kem.key.pem", "must be a signature key"]);
+
+    // Bad input: exit 2, one line naming the option or file.
+    for (args, needles) in [
+        (
+            vec!["cert", "self-sign", "--key", &root_key, "--subject", "XX=1", "--out", "x.pem"],
+            vec!["--subject", "unknown attribute type"],
+        ),
+        (vec!["cert", "self-sign", "--key", &root_key, "--out", "x.pem"], vec!["--subject", "is required"]),
+        (
+            vec!["cert", "self-sign", "--key", &root_key, "--subject", "CN=x", "--dns", "bad name", "--out", "x.pem"],
+            vec!["--dns"],
+        ),
+        (
+            vec!["cert", "self-sign", "--key", &root_key, "--subject", "CN=x", "--ip", "300.1.1.1", "--out", "x.pem"],
+            vec!["--ip", "not an IPv4 or IPv6"],
+        ),
+        (
+            vec!["cert", "self-sign", "--key", &root_key, "--subject", "CN=x", "--days", "0", "--out", "x.pem"],
+            vec!["--days", "out of range"],
+        ),
+        (
+            vec!["cert", "self-sign", "--key", &root_key, "--subject", "CN=x", "--eku", "fly", "--out", "x.pem"],
+            vec!["--eku"],
+        ),
+        (vec!["cert", "self-sign", "--key", "missing.pem", "--subject", "CN=x", "--out", "x.pem"], vec!["missing.pem"]),
+        (
+            vec![
+                "cert",
+                "issue",
+                "--ca-cert",
+                &leaf,
+                "--ca-key",
+                &leaf_key,
+                "--pub",
+                &kem_pub,
+                "--subject",
+                "CN=x",
+                "--out",
+                "x.pem",
+            ],
+            vec!["is not a CA"],
+        ),
+        (
+            vec![
+                "cert",
+                "issue",
+                "--ca-cert",
+                &root,
+                "--ca-key",
+                &int_key,
+                "--pub",
+                &kem_pub,
+                "--subject",
+                "CN=x",
+                "--out",
+                "x.pem",
+            ],
+            vec!["does not belong to the issuer"],
+        ),
+        (vec!["cert", "verify", "--ca", &root_key, &leaf], vec!["root.key.pem", "CERTIFICATE"]),
+        (vec!["cert", "verify", "--ca", &root, &leaf_pub], vec!["leaf.pub.pem", "CERTIFICATE"]),
+    ] {
+        let run = qubesec(&args).fails(2, &needles);
+        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {}", run.stderr);
+    }
+    assert!(!std::path::Path::new(&s.path("x.pem")).exists());
+}
+
+/// CSR round trip: create, issue from it (SANs copied, subject overridable), tamper.
+#[test]
+fn csr_create_and_issue() {
+    let s = Scratch::new();
+    let (ca_key, _) = keygen(&s, "sig", "ML-DSA-44", "ca");
+    let (key, _) = keygen(&s, "sig", "ML-DSA-44", "svc");
+    let (ca, csr, cert) = (s.path("ca.pem"), s.path("svc.csr"), s.path("svc.pem"));
+    qubesec(["cert", "self-sign", "--key", &ca_key, "--subject", "CN=CA", "--ca", "--out", &ca]).success();
+    qubesec([
+        "csr",
+        "create",
+        "--key",
+        &key,
+        "--subject",
+        "CN=svc",
+        "--dns",
+        "svc.ns.svc",
+        "--email",
+        "ops@example.com",
+        "--out",
+        &csr,
+    ])
+    .success();
+    assert!(String::from_utf8(s.read("svc.csr")).unwrap().starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+    qubesec([
+        "cert",
+        "issue",
+        "--ca-cert",
+        &ca,
+        "--ca-key",
+        &ca_key,
+        "--csr",
+        &csr,
+        "--subject",
+        "CN=renamed",
+        "--out",
+        &cert,
+    ])
+    .success();
+    let shown = qubesec(["cert", "show", &cert]).success().stdout_text();
+    assert!(shown.contains("CN=renamed") && shown.contains("DNS:svc.ns.svc, email:ops@example.com"), "{shown}");
+    assert_eq!(
+        qubesec(["fingerprint", &cert]).success().stdout_text(),
+        qubesec(["fingerprint", &key]).success().stdout_text()
+    );
+
+    let text = String::from_utf8(s.read("svc.csr")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let line = &mut lines[3];
+    let flipped = if line.starts_with('A') { "B" } else { "A" };
+    line.replace_range(0..1, flipped);
+    let forged = s.write("forged.csr", lines.join("\n") + "\n");
+    qubesec(["cert", "issue", "--ca-cert", &ca, "--ca-key", &ca_key, "--csr", &forged, "--out", &s.path("f.pem")])
+        .fails(2, &["forged.csr"]);
+    let both = qubesec([
+        "cert",
+        "issue",
+        "--ca-cert",
+        &ca,
+        "--ca-key",
+        &ca_key,
+        "--csr",
+        &csr,
+        "--pub",
+        &key,
+        "--out",
+        &s.path("f.pem"),
+    ]);
+    assert_eq!(both.code, 2, "--csr and --pub are exclusive (clap usage error)");
 }
 
 #[test]
@@ -634,6 +835,8 @@ fn help_everywhere() {
         vec!["rand", "--help"],
         vec!["cert", "--help"],
         vec!["cert", "self-sign", "--help"],
+        vec!["cert", "show", "--help"],
+        vec!["csr", "create", "--help"],
         vec!["cert", "issue", "--help"],
         vec!["cert", "verify", "--help"],
         vec!["help", "kem"],

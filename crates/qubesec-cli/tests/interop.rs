@@ -243,3 +243,164 @@ fn certificates_are_accepted_wherever_a_public_key_is_read() {
     qubesec(["kem", "encaps", "--pub", &sig_cert, "--ciphertext", &ct, "--secret", &ss1])
         .fails(2, &["ca.crt", "wrong key type"]);
 }
+
+/// Our chain (ML-DSA-87 root, ML-DSA-65 intermediate, ML-DSA-44 leaf from a
+/// CSR, and an ML-KEM-768 leaf): Python parses every certificate and CSR and
+/// verifies each signature over the TBS bytes with the issuer's public key.
+#[test]
+fn python_parses_and_verifies_our_certificates_and_csrs() {
+    let s = Scratch::new();
+    let (root_key, _) = keygen(&s, "sig", "ML-DSA-87", "root");
+    let (int_key, int_pub) = keygen(&s, "sig", "ML-DSA-65", "int");
+    let (leaf_key, _) = keygen(&s, "sig", "ML-DSA-44", "leaf");
+    let (_, kem_pub) = keygen(&s, "kem", "ML-KEM-768", "kem");
+    let (root, int, leaf, kem, csr) =
+        (s.path("root.pem"), s.path("int.pem"), s.path("leaf.pem"), s.path("kem.pem"), s.path("leaf.csr"));
+    qubesec([
+        "cert",
+        "self-sign",
+        "--key",
+        &root_key,
+        "--subject",
+        "CN=Root CA,O=QubeSec,C=DE",
+        "--ca",
+        "--days",
+        "3650",
+        "--out",
+        &root,
+    ])
+    .success();
+    qubesec([
+        "cert",
+        "issue",
+        "--ca-cert",
+        &root,
+        "--ca-key",
+        &root_key,
+        "--pub",
+        &int_pub,
+        "--subject",
+        "CN=Issuing CA,O=QubeSec",
+        "--ca",
+        "--path-len",
+        "0",
+        "--out",
+        &int,
+    ])
+    .success();
+    qubesec([
+        "csr",
+        "create",
+        "--key",
+        &leaf_key,
+        "--subject",
+        "CN=api.example.com,O=Tenant",
+        "--dns",
+        "api.example.com",
+        "--ip",
+        "10.1.2.3",
+        "--uri",
+        "spiffe://cluster.local/ns/a/sa/b",
+        "--out",
+        &csr,
+    ])
+    .success();
+    qubesec([
+        "cert",
+        "issue",
+        "--ca-cert",
+        &int,
+        "--ca-key",
+        &int_key,
+        "--csr",
+        &csr,
+        "--eku",
+        "serverAuth",
+        "--days",
+        "30",
+        "--out",
+        &leaf,
+    ])
+    .success();
+    qubesec([
+        "cert",
+        "issue",
+        "--ca-cert",
+        &int,
+        "--ca-key",
+        &int_key,
+        "--pub",
+        &kem_pub,
+        "--subject",
+        "CN=kem",
+        "--out",
+        &kem,
+    ])
+    .success();
+
+    let csr_info = py(&["check-csr", &csr]);
+    assert!(csr_info.contains(r#""subject": "CN=api.example.com,O=Tenant""#), "{csr_info}");
+    assert!(csr_info.contains("10.1.2.3") && csr_info.contains("spiffe://cluster.local/ns/a/sa/b"), "{csr_info}");
+
+    let root_info = py(&["check-cert", &root, &root]);
+    assert!(root_info.contains(r#""subject": "CN=Root CA,O=QubeSec,C=DE""#), "{root_info}");
+    assert!(
+        root_info.contains(r#""2.5.29.19": {"critical": true, "value": {"ca": true, "path_length": null}}"#),
+        "{root_info}"
+    );
+    assert!(
+        root_info.contains(r#""sig_oid": "2.16.840.1.101.3.4.3.19""#) && root_info.contains(r#""version": "v3""#),
+        "{root_info}"
+    );
+    let int_info = py(&["check-cert", &int, &root]);
+    assert!(int_info.contains(r#""path_length": 0"#) && int_info.contains(r#""key_cert_sign""#), "{int_info}");
+    let leaf_info = py(&["check-cert", &leaf, &int]);
+    for needle in [
+        r#""api.example.com""#,
+        r#""10.1.2.3""#,
+        r#""1.3.6.1.5.5.7.3.1""#,
+        r#""days": 30"#,
+        r#""sig_oid": "2.16.840.1.101.3.4.3.18""#,
+    ] {
+        assert!(leaf_info.contains(needle), "{needle} in {leaf_info}");
+    }
+    let kem_info = py(&["check-cert", &kem, &int]);
+    assert!(kem_info.contains(r#""2.5.29.15": {"critical": true, "value": ["key_encipherment"]}"#), "{kem_info}");
+
+    // A certificate checked against the wrong issuer key fails in Python too.
+    py_fails(&["check-cert", &leaf, &root]);
+}
+
+/// A chain built and signed by Python (its own DER, pyca's ML-DSA) verifies with
+/// `qubesec cert verify`; we can issue under Python's root with Python's key.
+#[test]
+fn we_verify_certificates_python_produces() {
+    let s = Scratch::new();
+    py(&["make-chain", s.dir().to_str().unwrap()]);
+    let (root, leaf, root_key) = (s.path("py-root.pem"), s.path("py-leaf.pem"), s.path("py-root.key"));
+    assert_eq!(qubesec(["cert", "verify", "--ca", &root, &leaf]).success().stdout_text(), "OK\n");
+    qubesec(["cert", "verify", "--ca", &root, "--host", "py.example.com", &leaf]).success();
+    qubesec(["cert", "verify", "--ca", &root, "--host", "other.example.com", &leaf]).fails(1, &["not valid for host"]);
+    let shown = qubesec(["cert", "show", &leaf]).success().stdout_text();
+    assert!(shown.contains("Subject:        CN=pyca leaf") && shown.contains("DNS:py.example.com"), "{shown}");
+
+    let (_, mine) = keygen(&s, "sig", "ML-DSA-44", "mine");
+    let issued = s.path("mine.pem");
+    qubesec([
+        "cert",
+        "issue",
+        "--ca-cert",
+        &root,
+        "--ca-key",
+        &root_key,
+        "--pub",
+        &mine,
+        "--subject",
+        "CN=mine",
+        "--out",
+        &issued,
+    ])
+    .success();
+    qubesec(["cert", "verify", "--ca", &root, &issued]).success();
+    py(&["check-cert", &issued, &root]);
+}

@@ -24,7 +24,8 @@ pub(crate) fn dispatch(command: Command, out: &mut dyn Write, err: &mut dyn Writ
         Command::Kem(c) => kem::run(c, err),
         Command::Sig(c) => sig::run(c, out, err),
         Command::Kdf(a) => kdf::run(&a),
-        Command::Cert(c) => cert::run(&c),
+        Command::Cert(c) => cert::run(&c, out),
+        Command::Csr(c) => cert::run_csr(&c),
         Command::Fingerprint(a) => fingerprint::run(&a, out),
         Command::Rand(a) => rand::run(&a, out),
     }

@@ -5,6 +5,8 @@ use std::io::Write;
 use qubesec_core::{Error, PublicKey, SignatureAlgorithm};
 
 use super::{generate_key_pair, load_private_key, load_public_key, names, parse_alg_of_kind, parse_hex};
+use qubesec_core::sig::composite::{CompositeAlgorithm, CompositeSigningKey};
+
 use crate::cli::{SigCommand, SigKeygenArgs, SigSignArgs, SigVerifyArgs};
 use crate::error::Failure;
 use crate::files::{self, Sensitivity};
@@ -47,8 +49,21 @@ fn parse_context(value: Option<&str>) -> Result<zeroize::Zeroizing<Vec<u8>>, Fai
 }
 
 fn keygen(args: &SigKeygenArgs, err: &mut dyn Write) -> Result<(), Failure> {
+    // Composite ML-DSA + ECDSA keys are for certificates; they have their own names.
+    if let Ok(composite) = args.alg.trim().parse::<CompositeAlgorithm>() {
+        return keygen_composite(composite, args);
+    }
     let alg = parse_alg(&args.alg, err)?;
     generate_key_pair(alg.into(), &args.key, &args.public, "sig keygen")
+}
+
+fn keygen_composite(alg: CompositeAlgorithm, args: &SigKeygenArgs) -> Result<(), Failure> {
+    super::distinct_outputs(("--key", &args.key), ("--pub", &args.public))?;
+    let key = CompositeSigningKey::generate(alg).map_err(|e| Failure::input("sig keygen", e))?;
+    let private_pem = key.to_pkcs8_pem().map_err(|e| Failure::input(args.key.display(), e))?;
+    let public_pem = key.verifying_key().to_spki_pem().map_err(|e| Failure::input(args.public.display(), e))?;
+    files::write(&args.key, private_pem.as_bytes(), files::Sensitivity::Secret)?;
+    files::write(&args.public, public_pem.as_bytes(), files::Sensitivity::Public)
 }
 
 fn sign(args: &SigSignArgs) -> Result<(), Failure> {

@@ -254,6 +254,122 @@ def cmd_make_cert(subject_pub_path, issuer_key_path, cert_path):
     write(cert_path, ("-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n").encode())
 
 
+# --- certificates and CSRs: Python builds, parses and verifies ------------------
+
+def pem_block(label, data):
+    import base64
+
+    b64 = base64.b64encode(data).decode()
+    lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
+    return ("-----BEGIN " + label + "-----\n" + "\n".join(lines) + "\n-----END " + label + "-----\n").encode()
+
+
+def ext(dotted, critical, value):
+    return seq(oid(dotted), *([der(0x01, b"\xff")] if critical else []), der(0x04, value))
+
+
+def sign_cert(subject_cn, issuer_cn, subject_spki, issuer_key, serial, exts):
+    sig_oid = next((o for cls, o in MLDSA_OID.items() if isinstance(issuer_key, cls)), None)
+    alg_id = seq(oid(sig_oid))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    tbs = seq(
+        der(0xA0, der(0x02, b"\x02")),
+        der(0x02, serial),
+        alg_id,
+        name(issuer_cn),
+        seq(utc_time(now - datetime.timedelta(minutes=5)), utc_time(now + datetime.timedelta(days=1))),
+        name(subject_cn),
+        subject_spki,
+        der(0xA3, seq(*exts)),
+    )
+    return seq(tbs, alg_id, der(0x03, b"\x00" + issuer_key.sign(tbs)))
+
+
+def cmd_make_chain(out_dir):
+    """A root CA (ML-DSA-65) and a leaf (ML-DSA-44, DNS SAN py.example.com), built by this script."""
+    import os
+
+    root_key = mldsa.MLDSA65PrivateKey.generate()
+    leaf_key = mldsa.MLDSA44PrivateKey.generate()
+    spki = lambda k: k.public_key().public_bytes(ser.Encoding.DER, ser.PublicFormat.SubjectPublicKeyInfo)
+    ca_exts = [ext("2.5.29.19", True, seq(der(0x01, b"\xff"))), ext("2.5.29.15", True, der(0x03, b"\x01\x06"))]
+    root = sign_cert("pyca root", "pyca root", spki(root_key), root_key, b"\x01", ca_exts)
+    leaf_exts = [
+        ext("2.5.29.19", True, seq()),
+        ext("2.5.29.15", True, der(0x03, b"\x07\x80")),
+        ext("2.5.29.17", False, seq(der(0x82, b"py.example.com"))),
+    ]
+    leaf = sign_cert("pyca leaf", "pyca root", spki(leaf_key), root_key, b"\x02", leaf_exts)
+    write(os.path.join(out_dir, "py-root.pem"), pem_block("CERTIFICATE", root))
+    write(os.path.join(out_dir, "py-leaf.pem"), pem_block("CERTIFICATE", leaf))
+    write(os.path.join(out_dir, "py-root.key"), private_pem(root_key))
+
+
+def verify_with_spki(spki_der, signature, data, what):
+    key = ser.load_der_public_key(spki_der)
+    try:
+        key.verify(signature, data)
+    except InvalidSignature:
+        fail(f"{what}: Python says the signature is invalid")
+
+
+def cmd_check_cert(cert_path, issuer_path):
+    """Parses a certificate with pyca, prints its fields, verifies its signature with the issuer's key."""
+    import json
+
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(read(cert_path))
+    issuer_spki = spki_der_of(issuer_path)
+    verify_with_spki(issuer_spki, cert.signature, cert.tbs_certificate_bytes, cert_path)
+    out = {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "serial": cert.serial_number,
+        "version": cert.version.name,
+        "sig_oid": cert.signature_algorithm_oid.dotted_string,
+        "days": (cert.not_valid_after_utc - cert.not_valid_before_utc).days,
+        "extensions": {},
+    }
+    for e in cert.extensions:
+        v = e.value
+        if isinstance(v, x509.SubjectAlternativeName):
+            val = [str(n.value) for n in v]
+        elif isinstance(v, x509.BasicConstraints):
+            val = {"ca": v.ca, "path_length": v.path_length}
+        elif isinstance(v, x509.KeyUsage):
+            val = sorted(k for k in ["digital_signature", "key_encipherment", "key_cert_sign", "crl_sign"] if getattr(v, k))
+        elif isinstance(v, x509.ExtendedKeyUsage):
+            val = [u.dotted_string for u in v]
+        else:
+            val = v.__class__.__name__
+        out["extensions"][e.oid.dotted_string] = {"critical": e.critical, "value": val}
+    print(json.dumps(out, sort_keys=True))
+
+
+def csr_spki(der_bytes):
+    """The SPKI inside a CSR: the 3rd field of CertificationRequestInfo."""
+    _, start, _ = read_der_tlv(der_bytes, 0)
+    _, pos, _ = read_der_tlv(der_bytes, start)
+    for _ in range(2):
+        _, _, end = read_der_tlv(der_bytes, pos)
+        pos = end
+    _, _, end = read_der_tlv(der_bytes, pos)
+    return der_bytes[pos:end]
+
+
+def cmd_check_csr(csr_path):
+    import json
+
+    from cryptography import x509
+
+    csr = x509.load_pem_x509_csr(read(csr_path))
+    raw = csr.public_bytes(ser.Encoding.DER)
+    verify_with_spki(csr_spki(raw), csr.signature, csr.tbs_certrequest_bytes, csr_path)
+    sans = [str(n.value) for n in csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value]
+    print(json.dumps({"subject": csr.subject.rfc4514_string(), "sans": sans}, sort_keys=True))
+
+
 COMMANDS = {
     "check": (cmd_check, 0, 0),
     "load-private": (cmd_load_private, 3, 3),
@@ -264,6 +380,9 @@ COMMANDS = {
     "sig-verify": (cmd_sig_verify, 3, 4),
     "spki-sha256": (cmd_spki_sha256, 1, 1),
     "make-cert": (cmd_make_cert, 3, 3),
+    "make-chain": (cmd_make_chain, 1, 1),
+    "check-cert": (cmd_check_cert, 2, 2),
+    "check-csr": (cmd_check_csr, 1, 1),
 }
 
 

@@ -37,7 +37,7 @@ mod verify;
 use core::fmt;
 use std::time::SystemTime;
 
-use der::asn1::{AnyRef, BitStringRef, ObjectIdentifier};
+use der::asn1::{AnyRef, BitStringRef};
 use der::pem::LineEnding;
 use der::{Decode, Encode, Sequence};
 use spki::AlgorithmIdentifierRef;
@@ -51,6 +51,14 @@ pub use csr::{CertificateRequest, CsrPolicy};
 pub use ext::{ExtendedKeyUsage, KeyUsage, SubjectAltName};
 pub use name::{DistinguishedName, NameAttribute};
 pub use verify::{ChainError, ChainErrorKind, verify_chain};
+
+/// Object identifiers, as used by the accessors here.
+pub use der::asn1::ObjectIdentifier;
+
+/// A time as RFC 3339 UTC with whole seconds (`2026-11-23T16:12:00Z`), as certificates hold it.
+pub fn format_time(t: SystemTime) -> String {
+    verify::rfc3339(t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+}
 
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
