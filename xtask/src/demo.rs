@@ -111,6 +111,75 @@ pub(crate) fn run() -> anyhow::Result<()> {
     }
     println!("tampered manifest rejected (exit 1), as it should be");
 
+    println!(
+        "\n== A certificate chain: ML-DSA-87 root, composite ML-DSA-65 + ECDSA P-256 intermediate, leaf from a CSR"
+    );
+    q.ok(&["sig", "keygen", "--alg", "ML-DSA-87", "--key", "ca.key.pem", "--pub", "ca.pub.pem"])?;
+    q.ok(&[
+        "cert",
+        "self-sign",
+        "--key",
+        "ca.key.pem",
+        "--subject",
+        "CN=Demo Root CA,O=QubeSec",
+        "--ca",
+        "--days",
+        "3650",
+        "--out",
+        "ca.pem",
+    ])?;
+    q.ok(&["sig", "keygen", "--alg", "MLDSA65-ECDSA-P256-SHA512", "--key", "int.key.pem", "--pub", "int.pub.pem"])?;
+    q.ok(&[
+        "cert",
+        "issue",
+        "--ca-cert",
+        "ca.pem",
+        "--ca-key",
+        "ca.key.pem",
+        "--pub",
+        "int.pub.pem",
+        "--subject",
+        "CN=Demo Hybrid CA",
+        "--ca",
+        "--path-len",
+        "0",
+        "--out",
+        "int.pem",
+    ])?;
+    q.ok(&[
+        "csr",
+        "create",
+        "--key",
+        "signer.key.pem",
+        "--subject",
+        "CN=api.demo.svc",
+        "--dns",
+        "api.demo.svc",
+        "--out",
+        "api.csr",
+    ])?;
+    q.ok(&[
+        "cert",
+        "issue",
+        "--ca-cert",
+        "int.pem",
+        "--ca-key",
+        "int.key.pem",
+        "--csr",
+        "api.csr",
+        "--eku",
+        "serverAuth",
+        "--days",
+        "30",
+        "--out",
+        "api.pem",
+    ])?;
+    q.ok(&["cert", "show", "api.pem"])?;
+    q.ok(&["cert", "verify", "--ca", "ca.pem", "--intermediate", "int.pem", "--host", "api.demo.svc", "api.pem"])?;
+    let (code, _) = q.run(&["cert", "verify", "--ca", "ca.pem", "api.pem"])?;
+    ensure!(code == 1, "a chain missing its intermediate should fail with exit 1, got {code}");
+    println!("chain without the intermediate rejected (exit 1), as it should be");
+
     println!("\n== Random bytes");
     q.ok(&["rand", "--bytes", "16", "--hex"])?;
     println!("\ndemo passed; files in {}", display(&dir));

@@ -648,12 +648,12 @@ fn cert_commands_follow_the_contract() {
     // show summarizes.
     let shown = qubesec(["cert", "show", &leaf]).success().stdout_text();
     for needle in [
-        "Subject:        CN=leaf",
-        "Issuer:         CN=Hybrid",
-        "Key algorithm:  SLH-DSA-SHA2-128f",
-        "Signature:      MLDSA87-ECDSA-P384-SHA512",
+        "Subject:          CN=leaf",
+        "Issuer:           CN=Hybrid",
+        "Key algorithm:    SLH-DSA-SHA2-128f",
+        "Signature:        MLDSA87-ECDSA-P384-SHA512",
         "DNS:leaf.example, IP:192.0.2.1",
-        "CA:             no",
+        "CA:               no",
     ] {
         assert!(shown.contains(needle), "{needle:?} in {shown}");
     }
@@ -676,7 +676,7 @@ fn cert_commands_follow_the_contract() {
         &kem_cert,
     ])
     .success();
-    assert!(qubesec(["cert", "show", &kem_cert]).success().stdout_text().contains("Key usage:      keyEncipherment"));
+    assert!(qubesec(["cert", "show", &kem_cert]).success().stdout_text().contains("Key usage:        keyEncipherment"));
     qubesec(["cert", "self-sign", "--key", &kem_key, "--subject", "CN=x", "--out", &s.path("x.pem")])
         .fails(2, &["kem.key.pem", "must be a signature key"]);
 

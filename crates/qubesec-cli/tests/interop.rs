@@ -382,7 +382,7 @@ fn we_verify_certificates_python_produces() {
     qubesec(["cert", "verify", "--ca", &root, "--host", "py.example.com", &leaf]).success();
     qubesec(["cert", "verify", "--ca", &root, "--host", "other.example.com", &leaf]).fails(1, &["not valid for host"]);
     let shown = qubesec(["cert", "show", &leaf]).success().stdout_text();
-    assert!(shown.contains("Subject:        CN=pyca leaf") && shown.contains("DNS:py.example.com"), "{shown}");
+    assert!(shown.contains("Subject:          CN=pyca leaf") && shown.contains("DNS:py.example.com"), "{shown}");
 
     let (_, mine) = keygen(&s, "sig", "ML-DSA-44", "mine");
     let issued = s.path("mine.pem");

@@ -240,17 +240,17 @@ fn summary(cert: &Certificate) -> Result<String, Error> {
     let mut s = String::new();
     let list = |v: Vec<String>| if v.is_empty() { "(none)".to_owned() } else { v.join(", ") };
     // Writing to a String cannot fail.
-    let _ = writeln!(s, "Subject:        {}", cert.subject());
-    let _ = writeln!(s, "Issuer:         {}", cert.issuer());
-    let _ = writeln!(s, "Serial:         {}", cert.serial_hex());
-    let _ = writeln!(s, "Not before:     {}", x509::format_time(cert.not_before()));
-    let _ = writeln!(s, "Not after:      {}", x509::format_time(cert.not_after()));
-    let _ = writeln!(s, "Key algorithm:  {}", algorithm(&cert.public_key_algorithm()));
-    let _ = writeln!(s, "Signature:      {}", algorithm(&cert.signature_algorithm()));
-    let _ = writeln!(s, "Key fingerprint: {}", cert.key_fingerprint());
+    let _ = writeln!(s, "Subject:          {}", cert.subject());
+    let _ = writeln!(s, "Issuer:           {}", cert.issuer());
+    let _ = writeln!(s, "Serial:           {}", cert.serial_hex());
+    let _ = writeln!(s, "Not before:       {}", x509::format_time(cert.not_before()));
+    let _ = writeln!(s, "Not after:        {}", x509::format_time(cert.not_after()));
+    let _ = writeln!(s, "Key algorithm:    {}", algorithm(&cert.public_key_algorithm()));
+    let _ = writeln!(s, "Signature:        {}", algorithm(&cert.signature_algorithm()));
+    let _ = writeln!(s, "Key fingerprint:  {}", cert.key_fingerprint());
     let _ = writeln!(s, "Cert fingerprint: {}", cert.fingerprint());
     let sans = cert.subject_alt_names()?.iter().map(ToString::to_string).collect();
-    let _ = writeln!(s, "SANs:           {}", list(sans));
+    let _ = writeln!(s, "SANs:             {}", list(sans));
     let ca = match cert.basic_constraints()? {
         Some(bc) if bc.ca => match bc.path_len {
             Some(n) => format!("yes (pathLen {n})"),
@@ -258,13 +258,13 @@ fn summary(cert: &Certificate) -> Result<String, Error> {
         },
         _ => "no".to_owned(),
     };
-    let _ = writeln!(s, "CA:             {ca}");
+    let _ = writeln!(s, "CA:               {ca}");
     let usage = cert.key_usage()?.unwrap_or_default().iter().map(ToString::to_string).collect();
-    let _ = writeln!(s, "Key usage:      {}", list(usage));
+    let _ = writeln!(s, "Key usage:        {}", list(usage));
     let eku = cert.extended_key_usage()?.unwrap_or_default().iter().map(ToString::to_string).collect();
-    let _ = writeln!(s, "Extended usage: {}", list(eku));
+    let _ = writeln!(s, "Extended usage:   {}", list(eku));
     let self_signed = cert.is_self_issued() && cert.verify_signed_by(cert).is_ok();
-    let _ = writeln!(s, "Self-signed:    {}", if self_signed { "yes" } else { "no" });
+    let _ = writeln!(s, "Self-signed:      {}", if self_signed { "yes" } else { "no" });
     Ok(s)
 }
 
