@@ -41,14 +41,14 @@ pub(super) fn run_csr(command: &CsrCommand) -> Result<(), Failure> {
 /// A private key that can sign certificates.
 enum Signer {
     Pq(SigningKey),
-    Composite(CompositeSigningKey),
+    Composite(Box<CompositeSigningKey>),
 }
 
 impl Signer {
     fn as_cert_signer(&self) -> CertSigner<'_> {
         match self {
             Self::Pq(k) => k.into(),
-            Self::Composite(k) => k.into(),
+            Self::Composite(k) => k.as_ref().into(),
         }
     }
 }
@@ -67,7 +67,7 @@ fn load_signer(path: &Path, option: &str) -> Result<Signer, Failure> {
             ),
         )),
         Err(Error::UnsupportedAlgorithm { .. }) => {
-            CompositeSigningKey::from_pem(&pem).map(Signer::Composite).map_err(|e| Failure::input(&shown, e))
+            CompositeSigningKey::from_pem(&pem).map(|k| Signer::Composite(Box::new(k))).map_err(|e| Failure::input(&shown, e))
         }
         Err(e) => Err(Failure::input(&shown, e)),
     }

@@ -474,7 +474,7 @@ impl Certificate {
         let sans = self.subject_alt_names().unwrap_or_default();
         let host = host.trim_end_matches('.');
         if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<core::net::IpAddr>() {
-            return sans.iter().any(|s| *s == SubjectAltName::Ip(ip));
+            return sans.contains(&SubjectAltName::Ip(ip));
         }
         let host = host.to_ascii_lowercase();
         sans.iter().any(|s| match s {
