@@ -100,7 +100,7 @@ fn slh_dsa_and_composite_issuers() {
         assert_eq!(ca.composite_public_key().unwrap(), *ca_key.verifying_key());
         let hybrid_leaf_key = CompositeSigningKey::generate(alg).unwrap();
         let leaf = CertificateParams::new(dn("CN=hybrid leaf"))
-            .issue(&hybrid_leaf_key.verifying_key().clone().into(), &ca, &ca_key)
+            .issue(&hybrid_leaf_key.verifying_key().try_into().unwrap(), &ca, &ca_key)
             .unwrap();
         verify_chain(&leaf, &[], std::slice::from_ref(&ca), now()).unwrap();
         assert_eq!(leaf.signature_algorithm(), alg.oid());

@@ -66,9 +66,9 @@ fn load_signer(path: &Path, option: &str) -> Result<Signer, Failure> {
                 other.algorithm()
             ),
         )),
-        Err(Error::UnsupportedAlgorithm { .. }) => {
-            CompositeSigningKey::from_pem(&pem).map(|k| Signer::Composite(Box::new(k))).map_err(|e| Failure::input(&shown, e))
-        }
+        Err(Error::UnsupportedAlgorithm { .. }) => CompositeSigningKey::from_pem(&pem)
+            .map(|k| Signer::Composite(Box::new(k)))
+            .map_err(|e| Failure::input(&shown, e)),
         Err(e) => Err(Failure::input(&shown, e)),
     }
 }

@@ -43,7 +43,7 @@ impl SubjectPublicKey {
     pub fn from_spki_der(der: &[u8]) -> Result<Self> {
         match PublicKey::from_spki_der(der) {
             Ok(k) => Self::try_from(&k),
-            Err(Error::UnsupportedAlgorithm { .. }) => Ok(CompositeVerifyingKey::from_spki_der(der)?.into()),
+            Err(Error::UnsupportedAlgorithm { .. }) => Self::try_from(&CompositeVerifyingKey::from_spki_der(der)?),
             Err(e) => Err(e),
         }
     }
@@ -76,11 +76,11 @@ impl TryFrom<PublicKey> for SubjectPublicKey {
     }
 }
 
-impl From<CompositeVerifyingKey> for SubjectPublicKey {
-    fn from(k: CompositeVerifyingKey) -> Self {
-        let name = k.algorithm().name();
-        // Encoding a checked key into an SPKI cannot fail; an empty SPKI would be rejected at signing.
-        Self { spki: k.to_spki_der().unwrap_or_default(), is_kem: false, name }
+impl TryFrom<&CompositeVerifyingKey> for SubjectPublicKey {
+    type Error = Error;
+
+    fn try_from(k: &CompositeVerifyingKey) -> Result<Self> {
+        Ok(Self { spki: k.to_spki_der()?, is_kem: false, name: k.algorithm().name() })
     }
 }
 

@@ -165,11 +165,10 @@ pub(crate) fn verify_signature(
 ) -> Result<()> {
     let spki =
         spki::SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))?;
-    if let Some(c) = CompositeAlgorithm::from_oid(&alg.oid) {
+    if CompositeAlgorithm::from_oid(&alg.oid).is_some() {
         if spki.algorithm.oid != alg.oid || alg.parameters.is_some() {
             return Err(Error::VerificationFailed);
         }
-        let _ = c;
         return CompositeVerifyingKey::from_spki_der(spki_der)?.verify(body, &[], signature);
     }
     match Algorithm::from_oid(&alg.oid) {
