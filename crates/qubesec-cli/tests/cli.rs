@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Scratch, keygen, qubesec, qubesec_with_stdin};
+use common::{Scratch, cert_issue, keygen, qubesec, qubesec_with_stdin};
 
 const KEMS: [&str; 4] = ["ML-KEM-512", "ML-KEM-768", "ML-KEM-1024", "X-Wing"];
 const ML_DSA: [&str; 3] = ["ML-DSA-44", "ML-DSA-65", "ML-DSA-87"];
@@ -582,42 +582,15 @@ fn cert_commands_follow_the_contract() {
     let (root, int, leaf) = (s.path("root.pem"), s.path("int.pem"), s.path("leaf.pem"));
     qubesec(["cert", "self-sign", "--key", &root_key, "--subject", "CN=Root,O=QubeSec", "--ca", "--out", &root])
         .success();
-    qubesec([
-        "cert",
-        "issue",
-        "--ca-cert",
-        &root,
-        "--ca-key",
-        &root_key,
-        "--pub",
-        &int_pub,
-        "--subject",
-        "CN=Hybrid",
-        "--ca",
-        "--out",
+    cert_issue(&root, &root_key, &int_pub, "CN=Hybrid", &["--ca"], &int).success();
+    cert_issue(
         &int,
-    ])
-    .success();
-    qubesec([
-        "cert",
-        "issue",
-        "--ca-cert",
-        &int,
-        "--ca-key",
         &int_key,
-        "--pub",
         &leaf_pub,
-        "--subject",
         "CN=leaf",
-        "--dns",
-        "leaf.example",
-        "--ip",
-        "192.0.2.1",
-        "--days",
-        "7",
-        "--out",
+        &["--dns", "leaf.example", "--ip", "192.0.2.1", "--days", "7"],
         &leaf,
-    ])
+    )
     .success();
     assert_eq!(s.mode("leaf.pem") & 0o777, 0o644 & !0o022);
 
@@ -661,21 +634,7 @@ fn cert_commands_follow_the_contract() {
 
     // A KEM key gets a certificate (keyEncipherment) but cannot sign one.
     let kem_cert = s.path("kem.pem");
-    qubesec([
-        "cert",
-        "issue",
-        "--ca-cert",
-        &int,
-        "--ca-key",
-        &int_key,
-        "--pub",
-        &kem_pub,
-        "--subject",
-        "CN=kem",
-        "--out",
-        &kem_cert,
-    ])
-    .success();
+    cert_issue(&int, &int_key, &kem_pub, "CN=kem", &[], &kem_cert).success();
     assert!(qubesec(["cert", "show", &kem_cert]).success().stdout_text().contains("Key usage:        keyEncipherment"));
     qubesec(["cert", "self-sign", "--key", &kem_key, "--subject", "CN=x", "--out", &s.path("x.pem")])
         .fails(2, &["kem.key.pem", "must be a signature key"]);

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{Scratch, keygen, qubesec};
+use common::{Scratch, cert_issue, keygen, qubesec};
 
 const PY_KEMS: [&str; 2] = ["ML-KEM-768", "ML-KEM-1024"];
 const PY_SIGS: [&str; 3] = ["ML-DSA-44", "ML-DSA-65", "ML-DSA-87"];
@@ -322,21 +322,7 @@ fn python_parses_and_verifies_our_certificates_and_csrs() {
         &leaf,
     ])
     .success();
-    qubesec([
-        "cert",
-        "issue",
-        "--ca-cert",
-        &int,
-        "--ca-key",
-        &int_key,
-        "--pub",
-        &kem_pub,
-        "--subject",
-        "CN=kem",
-        "--out",
-        &kem,
-    ])
-    .success();
+    cert_issue(&int, &int_key, &kem_pub, "CN=kem", &[], &kem).success();
 
     let csr_info = py(&["check-csr", &csr]);
     assert!(csr_info.contains(r#""subject": "CN=api.example.com,O=Tenant""#), "{csr_info}");
@@ -386,21 +372,7 @@ fn we_verify_certificates_python_produces() {
 
     let (_, mine) = keygen(&s, "sig", "ML-DSA-44", "mine");
     let issued = s.path("mine.pem");
-    qubesec([
-        "cert",
-        "issue",
-        "--ca-cert",
-        &root,
-        "--ca-key",
-        &root_key,
-        "--pub",
-        &mine,
-        "--subject",
-        "CN=mine",
-        "--out",
-        &issued,
-    ])
-    .success();
+    cert_issue(&root, &root_key, &mine, "CN=mine", &[], &issued).success();
     qubesec(["cert", "verify", "--ca", &root, &issued]).success();
     py(&["check-cert", &issued, &root]);
 }

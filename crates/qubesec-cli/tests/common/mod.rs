@@ -128,3 +128,11 @@ pub fn keygen(s: &Scratch, kind: &str, alg: &str, name: &str) -> (String, String
 pub fn path_buf(s: &str) -> PathBuf {
     PathBuf::from(s)
 }
+
+/// `cert issue --ca-cert CA --ca-key KEY --pub PUB --subject DN [EXTRA...] --out OUT`.
+pub fn cert_issue(ca: &str, ca_key: &str, public: &str, subject: &str, extra: &[&str], out: &str) -> Run {
+    let mut args = vec!["cert", "issue", "--ca-cert", ca, "--ca-key", ca_key, "--pub", public, "--subject", subject];
+    args.extend_from_slice(extra);
+    args.extend(["--out", out]);
+    qubesec(args)
+}

@@ -138,15 +138,7 @@ impl PublicKey {
     }
 
     fn from_spki(spki: &SubjectPublicKeyInfoRef<'_>) -> Result<Self> {
-        let oid = spki.algorithm.oid;
-        let alg = Algorithm::from_oid(&oid).ok_or_else(|| Error::UnsupportedAlgorithm { oid: oid.to_string() })?;
-        if spki.algorithm.parameters.is_some() {
-            return Err(Error::encoding("SubjectPublicKeyInfo", format!("{alg} requires absent parameters")));
-        }
-        let bytes = spki
-            .subject_public_key
-            .as_bytes()
-            .ok_or_else(|| Error::encoding("SubjectPublicKeyInfo", "public key BIT STRING has unused bits"))?;
+        let (alg, bytes) = spki_parts(spki, Algorithm::from_oid)?;
         Self::from_raw(alg, bytes)
     }
 
@@ -198,6 +190,23 @@ impl PublicKey {
             Self::Kem(k) => Err(wrong("a signature public key", k.algorithm().name())),
         }
     }
+}
+
+/// The algorithm (looked up by OID, parameters required absent) and key bytes of an SPKI.
+pub(crate) fn spki_parts<'a, A: core::fmt::Display>(
+    spki: &SubjectPublicKeyInfoRef<'a>,
+    from_oid: impl FnOnce(&der::asn1::ObjectIdentifier) -> Option<A>,
+) -> Result<(A, &'a [u8])> {
+    let oid = spki.algorithm.oid;
+    let alg = from_oid(&oid).ok_or_else(|| Error::UnsupportedAlgorithm { oid: oid.to_string() })?;
+    if spki.algorithm.parameters.is_some() {
+        return Err(Error::encoding("SubjectPublicKeyInfo", format!("{alg} requires absent parameters")));
+    }
+    let bytes = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| Error::encoding("SubjectPublicKeyInfo", "public key BIT STRING has unused bits"))?;
+    Ok((alg, bytes))
 }
 
 fn wrong(expected: &str, found: &str) -> Error {

@@ -359,16 +359,7 @@ impl CompositeVerifyingKey {
     /// [`Error::Encoding`], [`Error::UnsupportedAlgorithm`], and the key checks.
     pub fn from_spki_der(der: &[u8]) -> Result<Self> {
         let spki = SubjectPublicKeyInfoRef::from_der(der).map_err(|e| Error::encoding("SubjectPublicKeyInfo", e))?;
-        let oid = spki.algorithm.oid;
-        let alg =
-            CompositeAlgorithm::from_oid(&oid).ok_or_else(|| Error::UnsupportedAlgorithm { oid: oid.to_string() })?;
-        if spki.algorithm.parameters.is_some() {
-            return Err(Error::encoding("SubjectPublicKeyInfo", format!("{alg} requires absent parameters")));
-        }
-        let bytes = spki
-            .subject_public_key
-            .as_bytes()
-            .ok_or_else(|| Error::encoding("SubjectPublicKeyInfo", "public key BIT STRING has unused bits"))?;
+        let (alg, bytes) = crate::encoding::spki_parts(&spki, CompositeAlgorithm::from_oid)?;
         Self::from_bytes(alg, bytes)
     }
 }
