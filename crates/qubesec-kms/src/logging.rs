@@ -1,0 +1,33 @@
+//! `tracing` setup: human-readable or JSON lines on stderr.
+//!
+//! Nothing in this crate logs secret bytes: requests are logged by uid and
+//! key id only, errors carry no plaintext or key material.
+
+use tracing_subscriber::EnvFilter;
+
+/// The log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global subscriber. `filter` is an `EnvFilter` directive
+/// (`info`, `qubesec_kms=debug`, ...); `RUST_LOG` overrides it when set.
+///
+/// # Errors
+/// A bad filter directive or a subscriber already installed.
+pub fn init(format: LogFormat, filter: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.is_empty() => EnvFilter::try_new(env)?,
+        _ => EnvFilter::try_new(filter)?,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    }
+}
