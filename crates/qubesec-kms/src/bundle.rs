@@ -61,7 +61,9 @@ pub fn export(keys: &KeySet, recipient_pem: &[u8]) -> Result<Vec<u8>> {
     out.extend_from_slice(&VERSION.to_be_bytes());
     out.push(u8::try_from(name.len()).map_err(|_| bad("algorithm name too long"))?);
     out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(&u16::try_from(ct.as_bytes().len()).map_err(|_| bad("KEM ciphertext too long"))?.to_be_bytes());
+    out.extend_from_slice(
+        &u16::try_from(ct.as_bytes().len()).map_err(|_| bad("KEM ciphertext too long"))?.to_be_bytes(),
+    );
     out.extend_from_slice(ct.as_bytes());
     let nonce = crate::envelope::random_nonce()?;
     out.extend_from_slice(&nonce);
@@ -125,7 +127,8 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| bad("bundle is truncated"))?;
+        let end =
+            self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| bad("bundle is truncated"))?;
         let out = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(out)

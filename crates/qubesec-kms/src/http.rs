@@ -62,5 +62,9 @@ async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
         return (StatusCode::SERVICE_UNAVAILABLE, "not serving".to_owned());
     }
     let report = s.health.check().await;
-    if report.healthy() { (StatusCode::OK, "ok".to_owned()) } else { (StatusCode::SERVICE_UNAVAILABLE, "backend unhealthy".to_owned()) }
+    if report.healthy() {
+        (StatusCode::OK, "ok".to_owned())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "backend unhealthy".to_owned())
+    }
 }

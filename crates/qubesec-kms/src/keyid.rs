@@ -52,7 +52,7 @@ impl KeyId {
         let unknown = || Error::UnknownKey(s.chars().take(128).collect());
         let rest = s.strip_prefix(PREFIX).ok_or_else(unknown)?;
         let (version, digest) = rest.split_once('/').ok_or_else(unknown)?;
-        let canonical_number = !version.is_empty() && !(version.starts_with('0') && version.len() > 1);
+        let canonical_number = !(version.is_empty() || (version.starts_with('0') && version.len() > 1));
         let version: u32 = version.parse().ok().filter(|_| canonical_number).ok_or_else(unknown)?;
         let hex_ok = digest.len() == 16 && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if !hex_ok {

@@ -15,7 +15,11 @@ use qubesec_kms::logging::{self, LogFormat};
 use qubesec_kms::server::{self, ServeConfig};
 
 #[derive(Parser)]
-#[command(name = "qubesec-kms", version, about = "Kubernetes KMS v2 provider: PKCS#11 HSMs or a sealed software keystore")]
+#[command(
+    name = "qubesec-kms",
+    version,
+    about = "Kubernetes KMS v2 provider: PKCS#11 HSMs or a sealed software keystore"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
@@ -157,7 +161,8 @@ enum Source {
 impl KeySource {
     fn resolve(&self) -> anyhow::Result<Source> {
         if let Some(module) = &self.pkcs11_module {
-            let (Some(token_label), Some(pin_file), Some(key_label)) = (&self.token_label, &self.pin_file, &self.key_label)
+            let (Some(token_label), Some(pin_file), Some(key_label)) =
+                (&self.token_label, &self.pin_file, &self.key_label)
             else {
                 bail!("--pkcs11-module needs --token-label, --pin-file and --key-label");
             };
@@ -170,7 +175,8 @@ impl KeySource {
             }));
         }
         let Some(dir) = &self.keystore else { bail!("give --keystore DIR (software) or --pkcs11-module (PKCS#11)") };
-        let master = MasterArgs { master_key_file: self.master_key_file.clone(), passphrase_file: self.passphrase_file.clone() };
+        let master =
+            MasterArgs { master_key_file: self.master_key_file.clone(), passphrase_file: self.passphrase_file.clone() };
         Ok(Source::Software(Keystore::at(dir), master.source()?))
     }
 }
@@ -264,7 +270,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Import { keystore, identity, bundle } => {
-            let pem = zeroize::Zeroizing::new(std::fs::read(&identity).with_context(|| format!("reading {}", identity.display()))?);
+            let pem = zeroize::Zeroizing::new(
+                std::fs::read(&identity).with_context(|| format!("reading {}", identity.display()))?,
+            );
             let bytes = std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
             let keys = qubesec_kms::bundle::import(&bytes, &pem)?;
             let ks = Keystore::at(&keystore.keystore);

@@ -68,7 +68,8 @@ pub async fn bind_socket(path: &Path) -> Result<UnixListener> {
         Err(e) => return Err(fail(e.to_string())),
     }
     let listener = UnixListener::bind(path).map_err(|e| fail(format!("bind: {e}")))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| fail(format!("chmod 0600: {e}")))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| fail(format!("chmod 0600: {e}")))?;
     Ok(listener)
 }
 
@@ -118,7 +119,8 @@ pub async fn run<B: Backend>(
         Err(e) => tracing::warn!(error = %e, backend = backend.kind(), "serving KMS v2, backend not ready yet"),
     }
 
-    let refresher = tokio::spawn(refresh_loop(dyn_backend, Arc::clone(&health), Arc::clone(&metrics), config.refresh_interval));
+    let refresher =
+        tokio::spawn(refresh_loop(dyn_backend, Arc::clone(&health), Arc::clone(&metrics), config.refresh_interval));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http = match config.metrics_addr {
         Some(addr) => {
@@ -126,7 +128,11 @@ pub async fn run<B: Backend>(
                 .await
                 .map_err(|e| Error::Socket { path: PathBuf::from(addr.to_string()), reason: e.to_string() })?;
             tracing::info!(addr = %addr, "metrics and health on http://{addr}/metrics, /healthz, /readyz");
-            let state = crate::http::HttpState { metrics: Arc::clone(&metrics), health: Arc::clone(&health), ready: Arc::clone(&ready) };
+            let state = crate::http::HttpState {
+                metrics: Arc::clone(&metrics),
+                health: Arc::clone(&health),
+                ready: Arc::clone(&ready),
+            };
             let mut rx = stop_rx.clone();
             Some(tokio::spawn(crate::http::serve(tcp, state, async move {
                 let _ = rx.wait_for(|stop| *stop).await;
@@ -137,14 +143,12 @@ pub async fn run<B: Backend>(
 
     let service = KmsService::new(backend, health, metrics).into_server();
     let mut rx = stop_rx.clone();
-    let server = tokio::spawn(
-        tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
-            UnixListenerStream::new(listener),
-            async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            },
-        ),
-    );
+    let server = tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
+        UnixListenerStream::new(listener),
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        },
+    ));
     ready.store(true, Ordering::SeqCst);
 
     let mut server = server;

@@ -70,7 +70,11 @@ pub struct KmsService<B: Backend> {
 
 impl<B: Backend> Clone for KmsService<B> {
     fn clone(&self) -> Self {
-        Self { backend: Arc::clone(&self.backend), health: Arc::clone(&self.health), metrics: Arc::clone(&self.metrics) }
+        Self {
+            backend: Arc::clone(&self.backend),
+            health: Arc::clone(&self.health),
+            metrics: Arc::clone(&self.metrics),
+        }
     }
 }
 
@@ -91,7 +95,11 @@ impl<B: Backend> KmsService<B> {
         pb::key_management_service_server::KeyManagementServiceServer::new(self)
     }
 
-    async fn blocking<T: Send + 'static>(&self, op: &'static str, f: impl FnOnce(&B) -> Result<T> + Send + 'static) -> Result<T> {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&B) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let backend = Arc::clone(&self.backend);
         let out = tokio::task::spawn_blocking(move || f(&backend))
             .await
@@ -104,7 +112,12 @@ impl<B: Backend> KmsService<B> {
         out
     }
 
-    fn finish<T>(&self, method: &'static str, started: Instant, out: Result<T>) -> std::result::Result<Response<T>, Status> {
+    fn finish<T>(
+        &self,
+        method: &'static str,
+        started: Instant,
+        out: Result<T>,
+    ) -> std::result::Result<Response<T>, Status> {
         let out = out.map(Response::new).map_err(Status::from);
         let code = out.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
         self.metrics.observe(method, code, started.elapsed().as_secs_f64());
@@ -117,7 +130,10 @@ impl<B: Backend> KmsService<B> {
 
 #[tonic::async_trait]
 impl<B: Backend> pb::key_management_service_server::KeyManagementService for KmsService<B> {
-    async fn status(&self, _request: Request<pb::StatusRequest>) -> std::result::Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> std::result::Result<Response<pb::StatusResponse>, Status> {
         let started = Instant::now();
         let report = self.health.check().await;
         let healthz = match &report.problem {
@@ -130,7 +146,10 @@ impl<B: Backend> pb::key_management_service_server::KeyManagementService for Kms
         self.finish("Status", started, Ok(pb::StatusResponse { version: API_VERSION.to_owned(), healthz, key_id }))
     }
 
-    async fn encrypt(&self, request: Request<pb::EncryptRequest>) -> std::result::Result<Response<pb::EncryptResponse>, Status> {
+    async fn encrypt(
+        &self,
+        request: Request<pb::EncryptRequest>,
+    ) -> std::result::Result<Response<pb::EncryptResponse>, Status> {
         let started = Instant::now();
         let out = async {
             let input = EncryptInput::try_from(request.into_inner())?;
@@ -143,7 +162,10 @@ impl<B: Backend> pb::key_management_service_server::KeyManagementService for Kms
         self.finish("Encrypt", started, out)
     }
 
-    async fn decrypt(&self, request: Request<pb::DecryptRequest>) -> std::result::Result<Response<pb::DecryptResponse>, Status> {
+    async fn decrypt(
+        &self,
+        request: Request<pb::DecryptRequest>,
+    ) -> std::result::Result<Response<pb::DecryptResponse>, Status> {
         let started = Instant::now();
         let out = async {
             let input = DecryptInput::try_from(request.into_inner())?;

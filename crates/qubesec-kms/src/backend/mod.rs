@@ -3,7 +3,6 @@
 //! Backends are synchronous (PKCS#11 calls block); the gRPC service runs them
 //! on tokio's blocking pool.
 
-
 pub mod pkcs11;
 pub mod software;
 

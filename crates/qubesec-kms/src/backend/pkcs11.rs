@@ -124,7 +124,14 @@ fn is_lost(e: &CkError) -> bool {
 fn is_bad_pin(e: &CkError) -> bool {
     matches!(
         e,
-        CkError::Pkcs11(RvError::PinIncorrect | RvError::PinLocked | RvError::PinInvalid | RvError::PinLenRange | RvError::PinExpired, _)
+        CkError::Pkcs11(
+            RvError::PinIncorrect
+                | RvError::PinLocked
+                | RvError::PinInvalid
+                | RvError::PinLenRange
+                | RvError::PinExpired,
+            _
+        )
     )
 }
 
@@ -175,9 +182,8 @@ impl Pkcs11Backend {
         }
         let ctx = Pkcs11::new(&self.config.module)
             .map_err(|e| Error::Pkcs11(format!("loading {}: {e}", self.config.module.display())))?;
-        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).map_err(|e| {
-            Error::Unavailable(format!("C_Initialize: {e}"))
-        })?;
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .map_err(|e| Error::Unavailable(format!("C_Initialize: {e}")))?;
         let conn = self.login(ctx)?;
         self.load_keys(&conn)?;
         Ok(Arc::new(conn))
@@ -229,7 +235,8 @@ impl Pkcs11Backend {
                         _ => {}
                     }
                 }
-                let version = label.as_deref().and_then(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse::<u32>().ok());
+                let version =
+                    label.as_deref().and_then(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse::<u32>().ok());
                 if let (Some(version), Some(uid)) = (version, id) {
                     by_version.insert(version, TokenKey { handle, key_id: KeyId::derive(version, &uid, b"pkcs11") });
                 }
@@ -269,7 +276,13 @@ impl Pkcs11Backend {
     /// PKCS#11 errors.
     pub fn rotate(&self) -> Result<KeyId> {
         let conn = self.current()?;
-        let next = conn.keys.read().map_err(|_| poisoned())?.active.checked_add(1).ok_or_else(|| Error::Internal("versions exhausted".into()))?;
+        let next = conn
+            .keys
+            .read()
+            .map_err(|_| poisoned())?
+            .active
+            .checked_add(1)
+            .ok_or_else(|| Error::Internal("versions exhausted".into()))?;
         let id = self.generate_version(&conn, next)?;
         self.load_keys(&conn)?;
         Ok(id)

@@ -58,7 +58,8 @@ impl SoftwareBackend {
 fn load(header: Header, keys: &KeySet) -> Result<State> {
     let mut loaded = BTreeMap::new();
     for kek in keys.versions() {
-        let cipher = Aes256Gcm::new_from_slice(kek.key_bytes()).map_err(|e| Error::Internal(format!("AES key: {e}")))?;
+        let cipher =
+            Aes256Gcm::new_from_slice(kek.key_bytes()).map_err(|e| Error::Internal(format!("AES key: {e}")))?;
         loaded.insert(kek.version(), Arc::new(Loaded { key_id: kek.key_id().clone(), cipher }));
     }
     let active = loaded
@@ -134,7 +135,10 @@ mod tests {
         let sealed = b.encrypt(b"a 32-byte DEK seed for the test.").unwrap();
         assert_eq!(sealed.key_id, b.active_key_id().unwrap());
         assert!(sealed.ciphertext.len() <= envelope::MAX_CIPHERTEXT);
-        assert_eq!(b.decrypt(&sealed.key_id, &sealed.ciphertext).unwrap().as_slice(), b"a 32-byte DEK seed for the test.");
+        assert_eq!(
+            b.decrypt(&sealed.key_id, &sealed.ciphertext).unwrap().as_slice(),
+            b"a 32-byte DEK seed for the test."
+        );
 
         let mut tampered = sealed.ciphertext.clone();
         *tampered.last_mut().unwrap() ^= 1;

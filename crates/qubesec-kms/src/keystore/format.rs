@@ -106,11 +106,7 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, KeystoreError> 
     let u32_at = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     let version = u16::from_be_bytes([bytes[8], bytes[9]]);
     if version != FORMAT_VERSION {
-        return Err(KeystoreError::UnsupportedVersion {
-            path: path.into(),
-            found: version,
-            supported: FORMAT_VERSION,
-        });
+        return Err(KeystoreError::UnsupportedVersion { path: path.into(), found: version, supported: FORMAT_VERSION });
     }
     let sealed_len = u32_at(60) as usize;
     if sealed_len > MAX_SEALED {

@@ -40,10 +40,8 @@ impl KekVersion {
         let rand_err = |e: qubesec_core::Error| KeystoreError::Randomness(e.to_string());
         qubesec_core::rand::fill(key.as_mut_slice()).map_err(rand_err)?;
         qubesec_core::rand::fill(&mut uid).map_err(rand_err)?;
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
+        let created =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
         Ok(Self::new(version, created, uid, key))
     }
 

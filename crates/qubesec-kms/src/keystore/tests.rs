@@ -114,5 +114,10 @@ fn rotate_retire_and_reload() {
     let now = ks.open(&source).unwrap();
     assert!(now.keys.get(1).is_none());
     assert_eq!(now.header.generation, 3);
-    assert!(!std::fs::read_dir(tmp.path()).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(TMP_PREFIX)));
+    assert!(
+        !std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(TMP_PREFIX))
+    );
 }
