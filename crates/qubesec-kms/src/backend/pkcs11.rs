@@ -121,6 +121,23 @@ fn is_lost(e: &CkError) -> bool {
     )
 }
 
+/// Errors that certainly mean the session or token is gone (no probe needed).
+fn is_session_gone(e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::DeviceRemoved
+                | RvError::TokenNotPresent
+                | RvError::TokenNotRecognized
+                | RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::CryptokiNotInitialized
+                | RvError::SlotIdInvalid,
+            _
+        )
+    )
+}
+
 fn is_bad_pin(e: &CkError) -> bool {
     matches!(
         e,
@@ -318,6 +335,19 @@ impl Pkcs11Backend {
     /// Runs `f` on a pooled session. A lost token or session drops the
     /// connection (the next refresh reconnects) and yields `Unavailable`.
     fn with_session<T>(&self, conn: &Conn, f: impl FnOnce(&Session) -> cryptoki::error::Result<T>) -> Result<T> {
+        self.with_session_checked(conn, None, f)
+    }
+
+    /// As [`Self::with_session`]; for a decryption under `key`, a failure that
+    /// is not clearly a lost token is checked: when the session and the key
+    /// still answer, the ciphertext was not authentic (tokens such as
+    /// SoftHSM2 report a failed GCM tag check as a general error).
+    fn with_session_checked<T>(
+        &self,
+        conn: &Conn,
+        key: Option<ObjectHandle>,
+        f: impl FnOnce(&Session) -> cryptoki::error::Result<T>,
+    ) -> Result<T> {
         let pooled = conn.pool.lock().map_err(|_| poisoned())?.pop();
         let session = match pooled {
             Some(s) => s,
@@ -331,7 +361,20 @@ impl Pkcs11Backend {
                 }
                 Ok(v)
             }
-            Err(e) => Err(self.classify(conn, e)),
+            Err(e) => {
+                if let Some(key) = key
+                    && !is_session_gone(&e)
+                    && session.get_session_info().is_ok()
+                    && session.get_attributes(key, &[AttributeType::Label]).is_ok()
+                {
+                    let mut pool = conn.pool.lock().map_err(|_| poisoned())?;
+                    if pool.len() < self.config.pool_size.max(1) {
+                        pool.push(session);
+                    }
+                    return Err(Error::NotAuthentic("(token)".into()));
+                }
+                Err(self.classify(conn, e))
+            }
         }
     }
 
@@ -421,7 +464,7 @@ impl Backend for Pkcs11Backend {
         let conn = self.current()?;
         let handle = self.key(&conn, key_id)?;
         let aad = envelope::associated_data(key_id);
-        self.with_session(&conn, |s| {
+        self.with_session_checked(&conn, Some(handle), |s| {
             let mut iv = *parts.nonce;
             let params = GcmParams::new(&mut iv, &aad, 128.into())?;
             s.decrypt(&Mechanism::AesGcm(params), handle, parts.sealed)
@@ -429,10 +472,6 @@ impl Backend for Pkcs11Backend {
         .map(Zeroizing::new)
         .map_err(|e| match e {
             Error::NotAuthentic(_) => Error::NotAuthentic(key_id.to_string()),
-            // SoftHSM2 reports a failed tag check as a generic function failure.
-            Error::Pkcs11(m) if m.contains("FunctionFailed") || m.contains("function failed") => {
-                Error::NotAuthentic(key_id.to_string())
-            }
             other => other,
         })
     }
