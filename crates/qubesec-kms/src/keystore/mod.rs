@@ -1,6 +1,6 @@
 //! The software keystore: KEK versions sealed under a master key in one file.
 //!
-//! A keystore is a directory holding `keystore.qks` (format in [`format`] and
+//! A keystore is a directory holding `keystore.qks` (format in [`mod@format`] and
 //! `docs/kms-keystore-format.md`) and `keystore.lock`. Writers (`init`,
 //! `rotate`, `retire`, `import`) take an exclusive advisory lock on the lock
 //! file, write a temp file (0600), fsync it, rename it over the keystore and
