@@ -108,6 +108,16 @@ pub async fn run<B: Backend>(
     let metrics = Arc::new(Metrics::new());
     let dyn_backend: Arc<dyn Backend> = backend.clone();
     let health = Arc::new(Health::new(dyn_backend.clone(), Arc::clone(&metrics), config.health_ttl));
+    // The metrics port first: failing there must not leave a socket behind.
+    let tcp = match config.metrics_addr {
+        Some(addr) => Some((
+            addr,
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::Socket { path: PathBuf::from(addr.to_string()), reason: e.to_string() })?,
+        )),
+        None => None,
+    };
     let listener = bind_socket(&config.socket).await?;
     let ready = Arc::new(AtomicBool::new(false));
 
@@ -122,11 +132,8 @@ pub async fn run<B: Backend>(
     let refresher =
         tokio::spawn(refresh_loop(dyn_backend, Arc::clone(&health), Arc::clone(&metrics), config.refresh_interval));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let http = match config.metrics_addr {
-        Some(addr) => {
-            let tcp = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| Error::Socket { path: PathBuf::from(addr.to_string()), reason: e.to_string() })?;
+    let http = match tcp {
+        Some((addr, tcp)) => {
             tracing::info!(addr = %addr, "metrics and health on http://{addr}/metrics, /healthz, /readyz");
             let state = crate::http::HttpState {
                 metrics: Arc::clone(&metrics),
