@@ -187,3 +187,63 @@ async fn lost_token_is_unavailable_then_recovers_without_restart() {
     assert_eq!(after.key_id, key_id);
     assert!(plugin.log_text().contains("PKCS#11 token reconnected"), "{}", plugin.log_text());
 }
+
+/// HPACK "literal header field without indexing, new name" (no Huffman).
+fn hpack_literal(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.push(0x00);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name.as_bytes());
+    out.push(value.len() as u8);
+    out.extend_from_slice(value.as_bytes());
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_1_32_apiserver_gets_a_clear_log_line() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("kms.sock");
+    let mut plugin = Plugin::start(&KeySource::software(dir.path()), &socket, &dir.path().join("p.log"), &[]).await;
+
+    // What kube-apiserver < 1.32 sends: the socket path as :authority.
+    let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut headers = Vec::new();
+    hpack_literal(&mut headers, ":method", "POST");
+    hpack_literal(&mut headers, ":scheme", "http");
+    hpack_literal(&mut headers, ":path", "/v2.KeyManagementService/Status");
+    hpack_literal(&mut headers, ":authority", socket.to_str().unwrap());
+    hpack_literal(&mut headers, "content-type", "application/grpc");
+    hpack_literal(&mut headers, "te", "trailers");
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    s.write_all(&frame(4, 0, 0, &[])).unwrap();
+    s.write_all(&frame(1, 0x5, 1, &headers)).unwrap();
+    let mut reset = None;
+    for _ in 0..10 {
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).unwrap();
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).unwrap();
+        if head[3] == 3 {
+            reset = Some(u32::from_be_bytes(payload[..4].try_into().unwrap()));
+            break;
+        }
+    }
+    assert_eq!(reset, Some(1), "the stream is reset with PROTOCOL_ERROR");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !plugin.log_text().contains("needs Kubernetes 1.32 or later") {
+        assert!(Instant::now() < deadline, "no clear message in the log:\n{}", plugin.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(plugin.log_text().matches("needs Kubernetes 1.32").count(), 1, "rate-limited to one line");
+    assert_eq!(plugin.wait_healthy(Duration::from_secs(5)).await.healthz, "ok");
+}
