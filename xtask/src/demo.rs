@@ -1,4 +1,4 @@
-//! `cargo xtask demo`: the main job until the control-plane demo exists.
+//! `cargo xtask demo --cli`: a walk-through of the `qubesec` CLI.
 //!
 //! Builds `qubesec` and walks through the post-quantum lifecycle in a temp
 //! directory: ML-KEM and X-Wing encapsulation, ML-DSA signatures (with a

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 
 mod ci;
+mod cluster_demo;
 mod demo;
 mod fuzz;
 mod testenv;
@@ -22,8 +23,16 @@ enum Command {
     Ci,
     /// Check the dependency direction between project crates.
     Tidy,
-    /// Walk through the CLI: keys, encapsulation, signatures, fingerprints.
-    Demo,
+    /// The main job: a local control plane with the KMS plugin encrypting Secrets and the
+    /// operator reconciling deploy/samples, then a report. `--cli` walks through the CLI instead.
+    Demo {
+        /// Leave the control plane, plugin and operator running (until Ctrl-C).
+        #[arg(long)]
+        keep: bool,
+        /// Walk through the `qubesec` CLI instead (keys, encapsulation, signatures, certificates).
+        #[arg(long, conflicts_with = "keep")]
+        cli: bool,
+    },
     /// Run every cargo-fuzz target for a short while (needs nightly + cargo-fuzz).
     Fuzz {
         /// Seconds per target.
@@ -44,7 +53,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Ci => ci::run(),
         Command::Tidy => tidy::run(),
-        Command::Demo => demo::run(),
+        Command::Demo { cli: true, .. } => demo::run(),
+        Command::Demo { keep, .. } => cluster_demo::run(keep),
         Command::Fuzz { seconds } => fuzz::run(seconds),
         Command::Bench => util::cargo(&["bench", "-p", "qubesec-benches"]),
         Command::Testenv { command } => testenv::run(command),
