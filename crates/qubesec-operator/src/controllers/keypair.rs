@@ -22,7 +22,7 @@ use crate::outputs::{
     apply_config_map, apply_secret, config_map_data, created_of, metadata_json, now, owned_config_map, owned_secret,
     secret_data, secret_matches, short,
 };
-use crate::reconcile::{Managed, Outcome, State, error_policy, finish, managed, namespace};
+use crate::reconcile::{Managed, Outcome, State, error_policy, finish, managed};
 
 managed!(QuantumKEMKeyPair, "kemkeypair");
 managed!(QuantumSignatureKeyPair, "signaturekeypair");
@@ -240,9 +240,4 @@ impl KeyPairLike for QuantumSignatureKeyPair {
     fn key_status(&self) -> Option<&KeyPairStatus> {
         self.status.as_ref()
     }
-}
-
-/// Namespace helper re-exported for siblings.
-pub(crate) fn ns_of<K: Managed>(obj: &K) -> Result<String> {
-    namespace(obj)
 }

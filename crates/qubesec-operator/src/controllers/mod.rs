@@ -69,3 +69,6 @@ pub(crate) fn points_at<A: ResourceExt, B: ResourceExt>(from: &A, name: &str, ns
     let from_ns = from.namespace();
     name == target.name_any() && ns.map(str::to_owned).or(from_ns) == target.namespace()
 }
+
+#[cfg(test)]
+mod tests;

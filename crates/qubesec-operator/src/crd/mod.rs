@@ -4,10 +4,16 @@
 //! admission lives here too (enums, bounds, `format: byte`, CEL rules for
 //! alternatives and immutable fields), so a bad manifest never reaches a controller.
 
+// kube's `KubeSchema` derive emits a hidden copy of each spec struct inside a
+// private module; rustc reports that copy as an unreachable `pub` item.
+#[allow(unreachable_pub)]
 mod certificate;
 mod common;
+#[allow(unreachable_pub)]
 mod exchange;
+#[allow(unreachable_pub)]
 mod keys;
+#[allow(unreachable_pub)]
 mod signing;
 
 pub use certificate::{
