@@ -124,7 +124,9 @@ async fn fingerprints(client: &Client, applied: &[(String, String)]) -> BTreeMap
     let mut out = BTreeMap::new();
     for (kind, name) in applied {
         let o = dynamic(client, kind).get(name).await.unwrap();
-        let fp = o.data["status"]["fingerprint"].as_str().unwrap_or_default().to_owned();
+        let status = &o.data["status"];
+        // Verifications record the key's fingerprint; everything else its output's.
+        let fp = status["fingerprint"].as_str().or(status["keyFingerprint"].as_str()).unwrap_or_default().to_owned();
         out.insert(format!("{kind}/{name}"), fp);
     }
     out
