@@ -44,7 +44,10 @@ impl Metrics {
 
     /// Records a certificate's notAfter (Unix seconds).
     pub fn certificate_expiry(&self, namespace: &str, name: &str, not_after_unix: i64) {
-        self.cert_expiry.lock().unwrap_or_else(PoisonError::into_inner).insert(format!("{namespace}/{name}"), not_after_unix);
+        self.cert_expiry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(format!("{namespace}/{name}"), not_after_unix);
     }
 
     /// How many reconciles of `kind` ended with `outcome`.

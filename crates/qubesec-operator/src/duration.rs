@@ -24,7 +24,8 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             other => return Err(format!("{text:?}: unknown unit {other:?} (use h, m or s)")),
         };
         let n: u64 = digits.parse().map_err(|_| format!("{text:?}: a number must precede {c:?}"))?;
-        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(|| format!("{text:?} is too long"))?;
+        total =
+            n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(|| format!("{text:?} is too long"))?;
         digits.clear();
     }
     if !digits.is_empty() {

@@ -68,10 +68,7 @@ fn labels<K: Managed>(obj: &K) -> BTreeMap<String, String> {
 
 fn owned_by<K: Resource>(meta: &ObjectMeta, obj: &K) -> bool {
     let uid = obj.meta().uid.as_deref();
-    meta.owner_references
-        .iter()
-        .flatten()
-        .any(|r| r.controller == Some(true) && Some(r.uid.as_str()) == uid)
+    meta.owner_references.iter().flatten().any(|r| r.controller == Some(true) && Some(r.uid.as_str()) == uid)
 }
 
 fn not_owned<K: Managed>(obj: &K, what: &str, name: &str, field: &str) -> Error {
@@ -96,7 +93,12 @@ pub async fn owned_secret<K: Managed>(ctx: &Context, obj: &K, name: &str) -> Res
 }
 
 /// Reads this resource's output ConfigMap `name`, like [`owned_secret`].
-pub async fn owned_config_map<K: Managed>(ctx: &Context, obj: &K, name: &str, field: &str) -> Result<Option<ConfigMap>> {
+pub async fn owned_config_map<K: Managed>(
+    ctx: &Context,
+    obj: &K,
+    name: &str,
+    field: &str,
+) -> Result<Option<ConfigMap>> {
     let cm = ctx.api::<ConfigMap>(&namespace(obj)?).get_opt(name).await?;
     match cm {
         Some(c) if !owned_by(&c.metadata, obj) => Err(not_owned(obj, "ConfigMap", name, field)),
@@ -149,7 +151,9 @@ pub async fn apply_secret<K: Managed>(
         data: Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect()),
         ..Secret::default()
     };
-    ctx.api::<Secret>(&namespace(obj)?).patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&secret)).await?;
+    ctx.api::<Secret>(&namespace(obj)?)
+        .patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&secret))
+        .await?;
     Ok(())
 }
 
@@ -167,7 +171,9 @@ pub async fn apply_config_map<K: Managed>(
         binary_data: Some(binary.into_iter().map(|(k, v)| (k, ByteString(v))).collect()),
         ..ConfigMap::default()
     };
-    ctx.api::<ConfigMap>(&namespace(obj)?).patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&cm)).await?;
+    ctx.api::<ConfigMap>(&namespace(obj)?)
+        .patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&cm))
+        .await?;
     Ok(())
 }
 

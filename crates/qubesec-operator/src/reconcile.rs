@@ -112,6 +112,14 @@ pub fn namespace<K: Resource>(obj: &K) -> Result<String> {
     obj.meta().namespace.clone().ok_or_else(|| Error::bug("namespaced object without a namespace"))
 }
 
+/// The object as the API server has it now, not as the (possibly stale) watch cache does:
+/// a status we wrote a moment ago may not have reached the cache yet, and acting on the old
+/// one would, for instance, take our own fresh Secret for a foreign change. `None` once deleted.
+pub async fn fresh<K: Managed>(obj: &K, ctx: &Context) -> Result<Option<Arc<K>>> {
+    let ns = namespace(obj)?;
+    Ok(ctx.api::<K>(&ns).get_opt(&obj.name_any()).await?.map(Arc::new))
+}
+
 fn object_key<K: Managed>(obj: &K) -> String {
     format!("{}/{}/{}", K::KIND, obj.namespace().unwrap_or_default(), obj.name_any())
 }
@@ -214,12 +222,12 @@ async fn write_status<K: Managed>(
             .await?;
     }
     if changed {
-        let type_ = if state.phase == Phase::Failed || (state.phase == Phase::Pending && state.reason == "TransientError")
-        {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
+        let type_ =
+            if state.phase == Phase::Failed || (state.phase == Phase::Pending && state.reason == "TransientError") {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
         ctx.event(obj, type_, state.reason, state.message.clone()).await;
     }
     Ok(())

@@ -39,8 +39,12 @@ fn crds_carry_names_columns_and_validation() {
         let version = &json["spec"]["versions"][0];
         assert_eq!(version["name"], "v1");
         assert!(version["subresources"]["status"].is_object(), "{name}: status subresource");
-        let columns: Vec<&str> =
-            version["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        let columns: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
         for want in ["Ready", "Fingerprint", "Age"] {
             assert!(columns.contains(&want), "{name}: missing column {want}");
         }

@@ -116,7 +116,11 @@ fn ready_dyn(o: &DynamicObject) -> bool {
 }
 
 fn secret_bytes(s: &Secret, key: &str) -> Vec<u8> {
-    s.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone()).unwrap_or_else(|| panic!("no {key} in {}", s.name_any()))
+    s.data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.clone())
+        .unwrap_or_else(|| panic!("no {key} in {}", s.name_any()))
 }
 
 /// `(kind/name, status.fingerprint)` of every sample resource.
@@ -137,11 +141,42 @@ async fn expect_rejected(client: &Client, kind: &str, body: serde_json::Value, f
     let err = dynamic(client, kind).create(&PostParams::default(), &obj).await.expect_err("apiserver accepted it");
     let msg = err.to_string();
     assert!(msg.contains(field), "rejection of {kind} does not name {field}: {msg}");
+    eprintln!("e2e: rejected {kind}: {msg}");
     msg
 }
 
 fn manifest(kind: &str, name: &str, spec: serde_json::Value) -> serde_json::Value {
     json!({ "apiVersion": "qubesec.io/v1", "kind": kind, "metadata": { "name": name, "namespace": NS }, "spec": spec })
+}
+
+/// Python `cryptography` (>= 48) parses the leaf and verifies its signature with the CA's key.
+/// Fails (never skips) when python3 or cryptography is missing, like the CLI's interop tests.
+fn pyca_verifies(leaf_pem: &[u8], ca: &Certificate) {
+    const SCRIPT: &str = r#"
+import sys
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+leaf = x509.load_pem_x509_certificate(sys.stdin.buffer.read())
+ca_key = load_der_public_key(bytes.fromhex(sys.argv[1]))
+ca_key.verify(leaf.signature, leaf.tbs_certificate_bytes)
+assert leaf.issuer.rfc4514_string() == sys.argv[2], leaf.issuer.rfc4514_string()
+san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+print(",".join(san.get_values_for_type(x509.DNSName)))
+"#;
+    use std::io::Write as _;
+    let python = std::env::var("QUBESEC_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let mut child = std::process::Command::new(&python)
+        .args(["-c", SCRIPT, &hex::encode(ca.public_key_spki_der()), &ca.subject()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python} (needs Python 3 with cryptography >= 48): {e}"));
+    child.stdin.take().unwrap().write_all(leaf_pem).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "Python cryptography rejected the leaf: {stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "api.example.com");
 }
 
 fn step(t: &mut Instant, what: &str) {
@@ -158,7 +193,8 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
     step(&mut t, "control plane up");
     install_crds(&client).await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace { metadata: ObjectMeta { name: Some(NS.into()), ..ObjectMeta::default() }, ..Namespace::default() };
+    let ns =
+        Namespace { metadata: ObjectMeta { name: Some(NS.into()), ..ObjectMeta::default() }, ..Namespace::default() };
     namespaces.create(&PostParams::default(), &ns).await.unwrap();
     step(&mut t, "CRDs established");
 
@@ -210,6 +246,7 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
     assert_eq!(path.len(), 2);
     assert!(chain[0].matches_host("api.example.com"));
     assert!(String::from_utf8(secret_bytes(&tls, "tls.key")).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
+    pyca_verifies(&secret_bytes(&tls, "tls.crt"), &ca);
     let certs: Api<QuantumCertificate> = Api::namespaced(client.clone(), NS);
     let cert_status = certs.get("api-tls").await.unwrap().status.unwrap();
     assert_eq!(cert_status.serial_number.unwrap(), chain[0].serial_hex());
@@ -217,8 +254,20 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
     step(&mut t, "key exchange and certificate checks");
 
     // 4. Admission rejects invalid manifests, naming the field.
-    expect_rejected(&client, "QuantumKEMKeyPair", manifest("QuantumKEMKeyPair", "bad-alg", json!({"algorithm": "RSA-2048"})), "spec.algorithm").await;
-    expect_rejected(&client, "QuantumRandomNumber", manifest("QuantumRandomNumber", "zero", json!({"bytes": 0})), "spec.bytes").await;
+    expect_rejected(
+        &client,
+        "QuantumKEMKeyPair",
+        manifest("QuantumKEMKeyPair", "bad-alg", json!({"algorithm": "RSA-2048"})),
+        "spec.algorithm",
+    )
+    .await;
+    expect_rejected(
+        &client,
+        "QuantumRandomNumber",
+        manifest("QuantumRandomNumber", "zero", json!({"bytes": 0})),
+        "spec.bytes",
+    )
+    .await;
     expect_rejected(
         &client,
         "QuantumDecapsulateSecret",
@@ -233,7 +282,11 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
     expect_rejected(
         &client,
         "QuantumDecapsulateSecret",
-        manifest("QuantumDecapsulateSecret", "bad-b64", json!({"keyPairRef": {"name": "alice-kem"}, "ciphertext": "%%not base64%%"})),
+        manifest(
+            "QuantumDecapsulateSecret",
+            "bad-b64",
+            json!({"keyPairRef": {"name": "alice-kem"}, "ciphertext": "%%not base64%%"}),
+        ),
         "spec.ciphertext",
     )
     .await;
@@ -299,7 +352,11 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
     ];
     let deadline = Instant::now() + TIMEOUT;
     while !expected.iter().all(|(k, n)| ctx.metrics.count(k, "success") >= *n) {
-        assert!(Instant::now() < deadline, "restarted operator did not reconcile everything:\n{}", ctx.metrics.render());
+        assert!(
+            Instant::now() < deadline,
+            "restarted operator did not reconcile everything:\n{}",
+            ctx.metrics.render()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(fingerprints(&client, &applied).await, before, "a fingerprint changed across the restart");
@@ -360,7 +417,8 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
     let sign: Api<QuantumSignMessage> = Api::namespaced(client.clone(), NS);
     sign.delete("release-signature", &DeleteParams::default()).await.unwrap();
     let deadline = Instant::now() + TIMEOUT;
-    while secrets.get_opt("api-tls").await.unwrap().is_some() || cms.get_opt("release-signature").await.unwrap().is_some()
+    while secrets.get_opt("api-tls").await.unwrap().is_some()
+        || cms.get_opt("release-signature").await.unwrap().is_some()
     {
         assert!(Instant::now() < deadline, "owned Secret/ConfigMap not garbage-collected");
         tokio::time::sleep(Duration::from_millis(250)).await;

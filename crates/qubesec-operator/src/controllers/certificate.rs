@@ -27,7 +27,7 @@ use crate::crd::{
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::outputs::{apply_secret, fingerprint, owned_secret, secret_data, short};
-use crate::reconcile::{Outcome, State, error_policy, finish, managed, namespace};
+use crate::reconcile::{Outcome, State, error_policy, finish, fresh, managed, namespace};
 
 managed!(QuantumCertificate, "certificate");
 
@@ -52,6 +52,7 @@ pub(crate) fn controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 
 async fn reconcile(obj: Arc<QuantumCertificate>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
+    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
     let result = reconcile_inner(&obj, &ctx).await;
     finish(&*obj, &ctx, started, result).await
 }
@@ -67,7 +68,10 @@ struct Issuer {
 async fn issuer(ctx: &Context, ns: &str, name: &str) -> Result<Option<Issuer>> {
     let Some(ca) = ctx.api::<QuantumCertificate>(ns).get_opt(name).await? else { return Ok(None) };
     if !ca.spec.is_ca {
-        return Err(Error::user("IssuerNotCA", format!("spec.issuerRef: QuantumCertificate {name} is not a CA (isCA: false)")));
+        return Err(Error::user(
+            "IssuerNotCA",
+            format!("spec.issuerRef: QuantumCertificate {name} is not a CA (isCA: false)"),
+        ));
     }
     if !is_ready(ca.status.as_ref().map(|s| &s.common), ca.metadata.generation) {
         return Ok(None);
@@ -79,10 +83,14 @@ async fn issuer(ctx: &Context, ns: &str, name: &str) -> Result<Option<Issuer>> {
     else {
         return Ok(None);
     };
-    let bad = |what: &str, e: qubesec_core::Error| Error::user("InvalidIssuer", format!("issuer Secret {secret_name}: {what}: {e}"));
+    let bad = |what: &str, e: qubesec_core::Error| {
+        Error::user("InvalidIssuer", format!("issuer Secret {secret_name}: {what}: {e}"))
+    };
     let cert = Certificate::from_pem(crt).map_err(|e| bad("tls.crt", e))?;
-    let key = PrivateKey::from_pem(key).map_err(|e| bad("tls.key", e))?.into_signature().map_err(|e| bad("tls.key", e))?;
-    let to_text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| Error::user("InvalidIssuer", "issuer PEM is not UTF-8"));
+    let key =
+        PrivateKey::from_pem(key).map_err(|e| bad("tls.key", e))?.into_signature().map_err(|e| bad("tls.key", e))?;
+    let to_text =
+        |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| Error::user("InvalidIssuer", "issuer PEM is not UTF-8"));
     Ok(Some(Issuer { cert, key, chain_pem: to_text(crt)?, ca_pem: to_text(ca_crt)? }))
 }
 
@@ -164,7 +172,8 @@ pub(crate) async fn reconcile_inner(obj: &QuantumCertificate, ctx: &Context) -> 
     let issuer_fp = issuer.as_ref().map(|i| i.cert.fingerprint().to_string());
     let digest = fingerprint(&serde_json::to_vec(spec).map_err(|e| Error::bug(e.to_string()))?);
     let existing = owned_secret(ctx, obj, &name).await?;
-    let stored_cert = existing.as_ref().and_then(|s| secret_data(s, "tls.crt")).and_then(|p| Certificate::from_pem(p).ok());
+    let stored_cert =
+        existing.as_ref().and_then(|s| secret_data(s, "tls.crt")).and_then(|p| Certificate::from_pem(p).ok());
     let stored_key = existing
         .as_ref()
         .and_then(|s| secret_data(s, "tls.key"))

@@ -21,10 +21,10 @@ use crate::context::Context;
 use crate::crd::{DataKind, DecapsulateStatus, QuantumDecapsulateSecret, QuantumKEMKeyPair};
 use crate::error::{Error, Result};
 use crate::outputs::{
-    apply_secret, created_of, fingerprint, metadata_json, now, owned_secret, read_data_ref, secret_data, secret_matches,
-    short,
+    apply_secret, created_of, fingerprint, metadata_json, now, owned_secret, read_data_ref, secret_data,
+    secret_matches, short,
 };
-use crate::reconcile::{Outcome, State, error_policy, finish, managed, namespace};
+use crate::reconcile::{Outcome, State, error_policy, finish, fresh, managed, namespace};
 
 managed!(QuantumDecapsulateSecret, "decapsulatesecret");
 
@@ -59,6 +59,7 @@ pub(crate) fn controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 
 async fn reconcile(obj: Arc<QuantumDecapsulateSecret>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
+    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
     let result = reconcile_inner(&obj, &ctx).await;
     finish(&*obj, &ctx, started, result).await
 }
@@ -74,7 +75,10 @@ async fn ciphertext(obj: &QuantumDecapsulateSecret, ctx: &Context) -> Result<Opt
     }
 }
 
-pub(crate) async fn reconcile_inner(obj: &QuantumDecapsulateSecret, ctx: &Context) -> Result<Outcome<DecapsulateStatus>> {
+pub(crate) async fn reconcile_inner(
+    obj: &QuantumDecapsulateSecret,
+    ctx: &Context,
+) -> Result<Outcome<DecapsulateStatus>> {
     let name = obj.spec.secret_name.clone().unwrap_or_else(|| obj.name_any());
     let previous = obj.status.clone().unwrap_or_default();
     let r = &obj.spec.key_pair_ref;

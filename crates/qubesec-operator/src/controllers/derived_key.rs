@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::outputs::{
     apply_secret, created_of, fingerprint, metadata_json, now, owned_secret, secret_data, secret_matches, short,
 };
-use crate::reconcile::{Outcome, State, error_policy, finish, managed, namespace};
+use crate::reconcile::{Outcome, State, error_policy, finish, fresh, managed, namespace};
 
 managed!(QuantumDerivedKey, "derivedkey");
 
@@ -40,6 +40,7 @@ pub(crate) fn controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 
 async fn reconcile(obj: Arc<QuantumDerivedKey>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
+    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
     let result = reconcile_inner(&obj, &ctx).await;
     finish(&*obj, &ctx, started, result).await
 }
@@ -51,7 +52,8 @@ pub(crate) async fn reconcile_inner(obj: &QuantumDerivedKey, ctx: &Context) -> R
     let r = &spec.shared_secret_ref;
     let ns = ctx.ref_namespace(&namespace(obj)?, "spec.sharedSecretRef", r.namespace.as_deref())?;
     let key_name = r.key.as_deref().unwrap_or("shared_secret");
-    let ikm = ctx.api::<Secret>(&ns).get_opt(&r.name).await?.and_then(|s| secret_data(&s, key_name).map(<[u8]>::to_vec));
+    let ikm =
+        ctx.api::<Secret>(&ns).get_opt(&r.name).await?.and_then(|s| secret_data(&s, key_name).map(<[u8]>::to_vec));
     let Some(ikm) = ikm.map(zeroize::Zeroizing::new) else {
         let msg = format!("waiting for Secret {} (key {key_name})", r.name);
         return Ok(Outcome::new(previous, State::pending("WaitingForSharedSecret", msg)));
@@ -65,12 +67,17 @@ pub(crate) async fn reconcile_inner(obj: &QuantumDerivedKey, ctx: &Context) -> R
     if len > qubesec_core::kdf::max_output_len(hash) {
         return Err(Error::user(
             "InvalidSpec",
-            format!("spec.length: {len} bytes exceeds HKDF's limit of {} for {}", qubesec_core::kdf::max_output_len(hash), spec.hash),
+            format!(
+                "spec.length: {len} bytes exceeds HKDF's limit of {} for {}",
+                qubesec_core::kdf::max_output_len(hash),
+                spec.hash
+            ),
         ));
     }
     let salt = spec.salt.as_deref().unwrap_or_default().as_bytes();
     let info = spec.info.as_deref().unwrap_or_default().as_bytes();
-    let okm = qubesec_core::kdf::derive(hash, &ikm, salt, info, len).map_err(|e| Error::user("InvalidSpec", e.to_string()))?;
+    let okm = qubesec_core::kdf::derive(hash, &ikm, salt, info, len)
+        .map_err(|e| Error::user("InvalidSpec", e.to_string()))?;
     let fp = fingerprint(&okm);
     let algorithm = format!("HKDF-{}/{}", spec.hash, spec.key_type);
     let existing = owned_secret(ctx, obj, &name).await?;

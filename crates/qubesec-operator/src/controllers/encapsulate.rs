@@ -22,7 +22,7 @@ use crate::outputs::{
     apply_config_map, apply_secret, config_map_data, created_of, fingerprint, metadata_json, now, owned_config_map,
     owned_secret, secret_data, short,
 };
-use crate::reconcile::{Outcome, State, error_policy, finish, managed, namespace};
+use crate::reconcile::{Outcome, State, error_policy, finish, fresh, managed, namespace};
 
 managed!(QuantumEncapsulateSecret, "encapsulatesecret");
 
@@ -50,6 +50,7 @@ pub(crate) fn controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 
 async fn reconcile(obj: Arc<QuantumEncapsulateSecret>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
+    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
     let result = reconcile_inner(&obj, &ctx).await;
     finish(&*obj, &ctx, started, result).await
 }
@@ -71,7 +72,10 @@ async fn public_key(obj: &QuantumEncapsulateSecret, ctx: &Context) -> Result<Opt
     }
 }
 
-pub(crate) async fn reconcile_inner(obj: &QuantumEncapsulateSecret, ctx: &Context) -> Result<Outcome<EncapsulateStatus>> {
+pub(crate) async fn reconcile_inner(
+    obj: &QuantumEncapsulateSecret,
+    ctx: &Context,
+) -> Result<Outcome<EncapsulateStatus>> {
     let name = obj.spec.secret_name.clone().unwrap_or_else(|| obj.name_any());
     let previous = obj.status.clone().unwrap_or_default();
     let Some(pk) = public_key(obj, ctx).await? else {
@@ -82,10 +86,12 @@ pub(crate) async fn reconcile_inner(obj: &QuantumEncapsulateSecret, ctx: &Contex
         ));
     };
     let alg = pk.algorithm();
-    let pk_fp = Fingerprint::of_public_key(&PublicKey::from(pk.clone())).map_err(|e| Error::bug(e.to_string()))?.to_string();
+    let pk_fp =
+        Fingerprint::of_public_key(&PublicKey::from(pk.clone())).map_err(|e| Error::bug(e.to_string()))?.to_string();
     let existing = owned_secret(ctx, obj, &name).await?;
     owned_config_map(ctx, obj, &name, "spec.secretName").await?;
-    let stored = existing.as_ref().and_then(|s| Some((secret_data(s, "shared_secret")?, secret_data(s, "ciphertext")?)));
+    let stored =
+        existing.as_ref().and_then(|s| Some((secret_data(s, "shared_secret")?, secret_data(s, "ciphertext")?)));
     let reusable = stored.filter(|(ss, _)| {
         previous.public_key_fingerprint.as_deref() == Some(pk_fp.as_str())
             && previous.fingerprint.as_deref() == Some(fingerprint(ss).as_str())
@@ -99,11 +105,16 @@ pub(crate) async fn reconcile_inner(obj: &QuantumEncapsulateSecret, ctx: &Contex
             let data = BTreeMap::from([
                 ("shared_secret".to_owned(), ss.as_bytes().to_vec()),
                 ("ciphertext".to_owned(), ct.as_bytes().to_vec()),
-                ("metadata".to_owned(), metadata_json("QuantumEncapsulateSecret", alg.name(), &ss_fp, &created).into_bytes()),
+                (
+                    "metadata".to_owned(),
+                    metadata_json("QuantumEncapsulateSecret", alg.name(), &ss_fp, &created).into_bytes(),
+                ),
             ]);
             apply_secret(ctx, obj, &name, None, data).await?;
             let (reason, type_, note) = match (&previous.fingerprint, existing.is_some()) {
-                (None, _) => ("Encapsulated", EventType::Normal, format!("encapsulated to {alg} key {}", short(&pk_fp))),
+                (None, _) => {
+                    ("Encapsulated", EventType::Normal, format!("encapsulated to {alg} key {}", short(&pk_fp)))
+                }
                 (Some(_), false) => (
                     "SecretRegenerated",
                     EventType::Warning,
@@ -141,7 +152,10 @@ pub(crate) async fn reconcile_inner(obj: &QuantumEncapsulateSecret, ctx: &Contex
         ciphertext_config_map: Some(name.clone()),
         ..EncapsulateStatus::default()
     };
-    Ok(Outcome::new(status, State::ready("Encapsulated", format!("shared secret in Secret {name}, ciphertext in ConfigMap {name}"))))
+    Ok(Outcome::new(
+        status,
+        State::ready("Encapsulated", format!("shared secret in Secret {name}, ciphertext in ConfigMap {name}")),
+    ))
 }
 
 /// A stable `created` time for the ciphertext ConfigMap: the resource's creation time.

@@ -22,7 +22,7 @@ use crate::outputs::{
     apply_config_map, apply_secret, config_map_data, created_of, metadata_json, now, owned_config_map, owned_secret,
     secret_data, secret_matches, short,
 };
-use crate::reconcile::{Managed, Outcome, State, error_policy, finish, managed};
+use crate::reconcile::{Managed, Outcome, State, error_policy, finish, fresh, managed};
 
 managed!(QuantumKEMKeyPair, "kemkeypair");
 managed!(QuantumSignatureKeyPair, "signaturekeypair");
@@ -47,6 +47,7 @@ pub(crate) fn sig_controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 
 async fn reconcile_kem(obj: Arc<QuantumKEMKeyPair>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
+    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
     let result = async {
         let (alg, alias) = obj.spec.algorithm.resolve().map_err(|e| Error::bug(e.to_string()))?;
         reconcile_key_pair(&*obj, &ctx, alg.into(), alias, obj.spec.secret_name.as_deref(), obj.status.as_ref()).await
@@ -57,6 +58,7 @@ async fn reconcile_kem(obj: Arc<QuantumKEMKeyPair>, ctx: Arc<Context>) -> Result
 
 async fn reconcile_sig(obj: Arc<QuantumSignatureKeyPair>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
+    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
     let result = async {
         let (alg, alias) = obj.spec.algorithm.resolve().map_err(|e| Error::bug(e.to_string()))?;
         reconcile_key_pair(&*obj, &ctx, alg.into(), alias, obj.spec.secret_name.as_deref(), obj.status.as_ref()).await
@@ -97,7 +99,11 @@ async fn reconcile_key_pair<K: Managed>(
             if key.algorithm() != alg {
                 return Err(Error::user(
                     "AlgorithmMismatch",
-                    format!("Secret {name} holds a {} key, but spec.algorithm is {}", key.algorithm().name(), alg.name()),
+                    format!(
+                        "Secret {name} holds a {} key, but spec.algorithm is {}",
+                        key.algorithm().name(),
+                        alg.name()
+                    ),
                 ));
             }
             let created = created_of(existing.as_ref().and_then(|s| secret_data(s, "metadata"))).unwrap_or_else(now);
@@ -141,10 +147,13 @@ async fn reconcile_key_pair<K: Managed>(
     if generated {
         match &recorded {
             Some(old) => {
-                let note = format!("output Secret {name} was missing; generated a new {} key {fp} (was {old})", alg.name());
+                let note =
+                    format!("output Secret {name} was missing; generated a new {} key {fp} (was {old})", alg.name());
                 ctx.event(obj, EventType::Warning, "SecretRegenerated", note).await;
             }
-            None => ctx.event(obj, EventType::Normal, "KeyGenerated", format!("generated {} key {fp}", alg.name())).await,
+            None => {
+                ctx.event(obj, EventType::Normal, "KeyGenerated", format!("generated {} key {fp}", alg.name())).await
+            }
         }
         if let Some(a) = &alias {
             ctx.event(obj, EventType::Warning, "DeprecatedAlgorithmName", a.to_string()).await;

@@ -17,7 +17,7 @@ use crate::context::Context;
 use crate::crd::{QuantumRandomNumber, RandomNumberStatus};
 use crate::error::{Error, Result};
 use crate::outputs::{apply_secret, created_of, fingerprint, metadata_json, now, owned_secret, secret_data, short};
-use crate::reconcile::{Outcome, State, error_policy, finish, managed};
+use crate::reconcile::{Outcome, State, error_policy, finish, fresh, managed};
 
 managed!(QuantumRandomNumber, "randomnumber");
 
@@ -31,6 +31,7 @@ pub(crate) fn controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 
 async fn reconcile(obj: Arc<QuantumRandomNumber>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
+    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
     let result = reconcile_inner(&obj, &ctx).await;
     finish(&*obj, &ctx, started, result).await
 }
@@ -50,7 +51,10 @@ pub(crate) async fn reconcile_inner(obj: &QuantumRandomNumber, ctx: &Context) ->
             if recorded.as_ref().is_some_and(|r| *r != fp) {
                 return Err(Error::user(
                     "FingerprintMismatch",
-                    format!("Secret {name} was modified (fingerprint {fp}, status records {})", recorded.unwrap_or_default()),
+                    format!(
+                        "Secret {name} was modified (fingerprint {fp}, status records {})",
+                        recorded.unwrap_or_default()
+                    ),
                 ));
             }
             if bytes.len() != len {
@@ -62,7 +66,10 @@ pub(crate) async fn reconcile_inner(obj: &QuantumRandomNumber, ctx: &Context) ->
             if existing.as_ref().and_then(|s| secret_data(s, "metadata")).is_none() {
                 let data = BTreeMap::from([
                     ("random".to_owned(), bytes.to_vec()),
-                    ("metadata".to_owned(), metadata_json("QuantumRandomNumber", "os-csprng", &fp, &now()).into_bytes()),
+                    (
+                        "metadata".to_owned(),
+                        metadata_json("QuantumRandomNumber", "os-csprng", &fp, &now()).into_bytes(),
+                    ),
                 ]);
                 apply_secret(ctx, obj, &name, None, data).await?;
             }

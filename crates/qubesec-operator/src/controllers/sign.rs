@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::outputs::{
     apply_config_map, config_map_data, fingerprint, metadata_json, owned_config_map, read_data_ref, short,
 };
-use crate::reconcile::{Managed, Outcome, State, error_policy, finish, managed, namespace};
+use crate::reconcile::{Managed, Outcome, State, error_policy, finish, fresh, managed, namespace};
 
 managed!(QuantumSignMessage, "signmessage");
 
@@ -60,6 +60,7 @@ pub(crate) fn controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 
 async fn reconcile(obj: Arc<QuantumSignMessage>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
+    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
     let result = reconcile_inner(&obj, &ctx).await;
     finish(&*obj, &ctx, started, result).await
 }
@@ -101,13 +102,18 @@ pub(crate) async fn reconcile_inner(obj: &QuantumSignMessage, ctx: &Context) -> 
     let stored = existing.as_ref().and_then(|cm| config_map_data(cm, "signature"));
     let same_inputs = previous.message_fingerprint.as_deref() == Some(msg_fp.as_str())
         && previous.key_fingerprint.as_deref() == Some(key_fp.as_str());
-    let reusable = stored.filter(|sig| same_inputs && previous.fingerprint.as_deref() == Some(fingerprint(sig).as_str()));
+    let reusable =
+        stored.filter(|sig| same_inputs && previous.fingerprint.as_deref() == Some(fingerprint(sig).as_str()));
     let signature = match reusable {
         Some(sig) => sig.to_vec(),
         None => {
             let sig = key.sign(&msg, context).map_err(|e| Error::bug(format!("signing: {e}")))?.into_bytes();
             let (type_, reason, note) = if existing.is_none() && previous.fingerprint.is_some() {
-                (EventType::Warning, "ConfigMapRegenerated", format!("output ConfigMap {name} was missing; signed again"))
+                (
+                    EventType::Warning,
+                    "ConfigMapRegenerated",
+                    format!("output ConfigMap {name} was missing; signed again"),
+                )
             } else {
                 (EventType::Normal, "Signed", format!("signed message {} with {alg}", short(&msg_fp)))
             };

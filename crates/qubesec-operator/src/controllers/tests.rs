@@ -12,9 +12,7 @@ use serde_json::{Value, json};
 use tower_test::mock;
 
 use crate::context::{Config, Context};
-use crate::crd::{
-    EncapsulateStatus, Phase, QuantumEncapsulateSecret, QuantumRandomNumber, RandomNumberStatus,
-};
+use crate::crd::{EncapsulateStatus, Phase, QuantumEncapsulateSecret, QuantumRandomNumber, RandomNumberStatus};
 use crate::error::{Category, Error};
 use crate::outputs::fingerprint;
 use crate::reconcile::{Outcome, State, finish};
@@ -104,7 +102,10 @@ async fn keeps_existing_random_bytes_that_match_the_recorded_fingerprint() {
     assert_eq!(outcome.status.fingerprint.as_deref(), Some(fp.as_str()));
     assert!(outcome.state.ready);
     let mut handle = server.await.unwrap();
-    assert!(tokio::time::timeout(Duration::from_millis(50), handle.next_request()).await.is_err(), "it wrote something");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), handle.next_request()).await.is_err(),
+        "it wrote something"
+    );
 }
 
 #[tokio::test]
@@ -117,7 +118,8 @@ async fn regenerates_a_deleted_secret_with_a_warning_event() {
         let (applied, query) =
             serve(&mut handle, Method::PATCH, "/api/v1/namespaces/ns/secrets/nonce", 200, &json!({})).await;
         assert!(query.contains("fieldManager=qubesec-operator") && query.contains("force=true"), "{query}");
-        let (event, _) = serve(&mut handle, Method::POST, "/apis/events.k8s.io/v1/namespaces/ns/events", 201, &json!({})).await;
+        let (event, _) =
+            serve(&mut handle, Method::POST, "/apis/events.k8s.io/v1/namespaces/ns/events", 201, &json!({})).await;
         (applied, event)
     });
     let outcome = super::random::reconcile_inner(&obj, &ctx).await.unwrap();
@@ -130,8 +132,11 @@ async fn regenerates_a_deleted_secret_with_a_warning_event() {
     let new_fp = outcome.status.fingerprint.unwrap();
     assert_ne!(new_fp, old);
     let meta: Value = serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::STANDARD, applied["data"]["metadata"].as_str().unwrap())
-            .unwrap(),
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            applied["data"]["metadata"].as_str().unwrap(),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(meta["fingerprint"], new_fp.as_str());
@@ -184,7 +189,8 @@ async fn cross_namespace_references_are_refused_by_default() {
 #[tokio::test]
 async fn user_errors_become_failed_status_without_requeue() {
     let (ctx, mut handle) = mock_ctx();
-    let obj = random(Some(RandomNumberStatus { fingerprint: Some("sha256:kept".into()), ..RandomNumberStatus::default() }));
+    let obj =
+        random(Some(RandomNumberStatus { fingerprint: Some("sha256:kept".into()), ..RandomNumberStatus::default() }));
     let reply = serde_json::to_value(&obj).unwrap();
     let server = tokio::spawn(async move {
         let (status, query) = serve(
@@ -196,10 +202,12 @@ async fn user_errors_become_failed_status_without_requeue() {
         )
         .await;
         assert!(query.contains("fieldManager=qubesec-operator"), "{query}");
-        let (event, _) = serve(&mut handle, Method::POST, "/apis/events.k8s.io/v1/namespaces/ns/events", 201, &json!({})).await;
+        let (event, _) =
+            serve(&mut handle, Method::POST, "/apis/events.k8s.io/v1/namespaces/ns/events", 201, &json!({})).await;
         (status, event)
     });
-    let result: crate::error::Result<Outcome<RandomNumberStatus>> = Err(Error::user("OutputNotOwned", "Secret x is not ours"));
+    let result: crate::error::Result<Outcome<RandomNumberStatus>> =
+        Err(Error::user("OutputNotOwned", "Secret x is not ours"));
     let action = finish(&obj, &ctx, Instant::now(), result).await.unwrap();
     assert_eq!(action, Action::await_change());
     let (patch, event) = server.await.unwrap();

@@ -22,7 +22,7 @@ use crate::crd::{
 };
 use crate::error::{Error, Result};
 use crate::outputs::{config_map_data, fingerprint, now, read_data_ref, secret_data, short};
-use crate::reconcile::{Outcome, State, error_policy, finish, managed, namespace};
+use crate::reconcile::{Outcome, State, error_policy, finish, fresh, managed, namespace};
 
 managed!(QuantumVerifySignature, "verifysignature");
 
@@ -75,6 +75,7 @@ pub(crate) fn controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 
 async fn reconcile(obj: Arc<QuantumVerifySignature>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
+    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
     let result = reconcile_inner(&obj, &ctx).await;
     finish(&*obj, &ctx, started, result).await
 }
@@ -89,7 +90,8 @@ async fn verifying_key(obj: &QuantumVerifySignature, ctx: &Context) -> Result<Op
             if !is_ready(kp.status.as_ref().map(|s| &s.common), kp.metadata.generation) {
                 return Ok(None);
             }
-            let cm_name = kp.status.as_ref().and_then(|s| s.public_key_config_map.clone()).unwrap_or_else(|| kp.name_any());
+            let cm_name =
+                kp.status.as_ref().and_then(|s| s.public_key_config_map.clone()).unwrap_or_else(|| kp.name_any());
             let Some(cm) = ctx.api::<ConfigMap>(&ns).get_opt(&cm_name).await? else { return Ok(None) };
             let Some(pem) = config_map_data(&cm, "public_key.pem") else { return Ok(None) };
             pem.to_vec()
@@ -105,7 +107,8 @@ async fn verifying_key(obj: &QuantumVerifySignature, ctx: &Context) -> Result<Op
             if !is_ready(cert.status.as_ref().map(|s| &s.common), cert.metadata.generation) {
                 return Ok(None);
             }
-            let secret_name = cert.status.as_ref().and_then(|s| s.secret_name.clone()).unwrap_or_else(|| cert.name_any());
+            let secret_name =
+                cert.status.as_ref().and_then(|s| s.secret_name.clone()).unwrap_or_else(|| cert.name_any());
             let Some(secret) = ctx.api::<Secret>(&ns).get_opt(&secret_name).await? else { return Ok(None) };
             let Some(pem) = secret_data(&secret, "tls.crt") else { return Ok(None) };
             let cert = Certificate::from_pem(pem)
@@ -114,7 +117,8 @@ async fn verifying_key(obj: &QuantumVerifySignature, ctx: &Context) -> Result<Op
             return key.into_signature().map(Some).map_err(|e| Error::user("InvalidPublicKey", e.to_string()));
         }
     };
-    let key = PublicKey::from_pem(&pem).map_err(|e| Error::user("InvalidPublicKey", format!("spec.publicKeyRef: {e}")))?;
+    let key =
+        PublicKey::from_pem(&pem).map_err(|e| Error::user("InvalidPublicKey", format!("spec.publicKeyRef: {e}")))?;
     key.into_signature()
         .map(Some)
         .map_err(|e| Error::user("InvalidPublicKey", format!("spec.publicKeyRef: not a signature key: {e}")))
@@ -131,7 +135,10 @@ async fn signature(obj: &QuantumVerifySignature, ctx: &Context) -> Result<Option
     }
 }
 
-pub(crate) async fn reconcile_inner(obj: &QuantumVerifySignature, ctx: &Context) -> Result<Outcome<VerifySignatureStatus>> {
+pub(crate) async fn reconcile_inner(
+    obj: &QuantumVerifySignature,
+    ctx: &Context,
+) -> Result<Outcome<VerifySignatureStatus>> {
     let spec = &obj.spec;
     let previous = obj.status.clone().unwrap_or_default();
     let Some(key) = verifying_key(obj, ctx).await? else {
@@ -145,7 +152,8 @@ pub(crate) async fn reconcile_inner(obj: &QuantumVerifySignature, ctx: &Context)
         return Ok(Outcome::new(previous, State::pending("WaitingForSignature", "waiting for spec.signatureRef")));
     };
     let context = spec.context.as_deref().unwrap_or_default().as_bytes();
-    let key_fp = Fingerprint::of_public_key(&PublicKey::from(key.clone())).map_err(|e| Error::bug(e.to_string()))?.to_string();
+    let key_fp =
+        Fingerprint::of_public_key(&PublicKey::from(key.clone())).map_err(|e| Error::bug(e.to_string()))?.to_string();
     let inputs = digest_inputs(&[key_fp.as_bytes(), &msg, &sig, context]);
     let valid = key.verify_bytes(&msg, context, &sig).is_ok();
     let verified_at = match (&previous.inputs_fingerprint, &previous.verified_at) {

@@ -197,4 +197,3 @@ pub struct QuantumVerifySignatureSpec {
     #[schemars(length(max = 255))]
     pub context: Option<String>,
 }
-
