@@ -66,5 +66,16 @@ fn crdgen() -> anyhow::Result<()> {
         }
     }
     let out = dir.to_string_lossy().into_owned();
-    util::cargo(&["run", "--quiet", "-p", "qubesec-operator", "--bin", "qubesec-operator", "--", "crds", "--out-dir", &out])
+    util::cargo(&[
+        "run",
+        "--quiet",
+        "-p",
+        "qubesec-operator",
+        "--bin",
+        "qubesec-operator",
+        "--",
+        "crds",
+        "--out-dir",
+        &out,
+    ])
 }

@@ -100,10 +100,8 @@ where
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let got = api.get_opt(name).await.unwrap();
-        if let Some(o) = &got {
-            if f(o) {
-                return o.clone();
-            }
+        if let Some(o) = got.as_ref().filter(|o| f(o)) {
+            return o.clone();
         }
         assert!(Instant::now() < deadline, "timed out waiting for {name}: {what}; last: {got:#?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -252,6 +250,30 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
     assert_eq!(cert_status.serial_number.unwrap(), chain[0].serial_hex());
     assert!(cert_status.renewal_time.is_some() && cert_status.not_after.is_some());
     step(&mut t, "key exchange and certificate checks");
+
+    // 3b. A short-lived certificate is renewed at its renewal time, keeping its key.
+    let short: QuantumCertificate = serde_json::from_value(manifest(
+        "QuantumCertificate",
+        "short-lived",
+        json!({"subject": "CN=short-lived", "duration": "40s", "renewBefore": "32s"}),
+    ))
+    .unwrap();
+    certs.create(&PostParams::default(), &short).await.unwrap();
+    let first = wait_for(&certs, "short-lived", "Ready", |c| {
+        is_ready(c.status.as_ref().map(|s| &s.common), c.metadata.generation)
+    })
+    .await
+    .status
+    .unwrap();
+    let renewed = wait_for(&certs, "short-lived", "renewed", |c| {
+        c.status.as_ref().is_some_and(|s| s.serial_number.is_some() && s.serial_number != first.serial_number)
+    })
+    .await
+    .status
+    .unwrap();
+    assert_eq!(renewed.fingerprint, first.fingerprint, "rotationPolicy Never keeps the key across renewals");
+    assert!(renewed.not_after > first.not_after);
+    step(&mut t, "short-lived certificate renewed");
 
     // 4. Admission rejects invalid manifests, naming the field.
     expect_rejected(

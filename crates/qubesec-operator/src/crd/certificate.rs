@@ -1,5 +1,8 @@
 //! `QuantumCertificate`: X.509 certificates with post-quantum keys, self-signed or issued by a CA certificate.
 
+// clippy reads repeated `type_ = "string"` inside `#[kube(printcolumn(..))]` as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -9,17 +12,13 @@ use super::keys::SignatureAlgorithmName;
 
 string_enum! {
     /// What happens to the private key when the certificate is renewed.
+    #[derive(Default)]
     RotationPolicy {
         /// Keep the key (default).
+        #[default]
         Never = "Never",
         /// Generate a new key on every renewal.
         Always = "Always",
-    }
-}
-
-impl Default for RotationPolicy {
-    fn default() -> Self {
-        Self::Never
     }
 }
 

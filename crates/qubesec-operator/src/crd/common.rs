@@ -127,17 +127,13 @@ pub struct ResourceRef {
 
 string_enum! {
     /// The kind of object a [`DataRef`] points to.
+    #[derive(Default)]
     DataKind {
         /// A ConfigMap (`data` or `binaryData`).
+        #[default]
         ConfigMap = "ConfigMap",
         /// A Secret (`data`).
         Secret = "Secret",
-    }
-}
-
-impl Default for DataKind {
-    fn default() -> Self {
-        Self::ConfigMap
     }
 }
 

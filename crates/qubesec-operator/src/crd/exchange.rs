@@ -1,5 +1,8 @@
 //! Key exchange: `QuantumEncapsulateSecret`, `QuantumDecapsulateSecret`, `QuantumDerivedKey`.
 
+// clippy reads repeated `type_ = "string"` inside `#[kube(printcolumn(..))]` as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -8,17 +11,13 @@ use super::common::{CommonStatus, DataRef, ResourceRef, ciphertext_schema, strin
 
 string_enum! {
     /// Where an encapsulator finds the public key.
+    #[derive(Default)]
     PublicKeySource {
         /// A `QuantumKEMKeyPair` (its public-key ConfigMap is read once it is Ready).
+        #[default]
         QuantumKEMKeyPair = "QuantumKEMKeyPair",
         /// A ConfigMap holding an SPKI PEM public key (key `public_key.pem` unless `key` says otherwise).
         ConfigMap = "ConfigMap",
-    }
-}
-
-impl Default for PublicKeySource {
-    fn default() -> Self {
-        Self::QuantumKEMKeyPair
     }
 }
 
@@ -165,8 +164,10 @@ pub struct QuantumDecapsulateSecretSpec {
 
 string_enum! {
     /// The HKDF hash function.
+    #[derive(Default)]
     KdfHash {
         /// SHA-256 (default).
+        #[default]
         Sha256 = "SHA-256",
         /// SHA-384.
         Sha384 = "SHA-384",
@@ -176,12 +177,6 @@ string_enum! {
         Sha3_256 = "SHA3-256",
         /// SHA3-512.
         Sha3_512 = "SHA3-512",
-    }
-}
-
-impl Default for KdfHash {
-    fn default() -> Self {
-        Self::Sha256
     }
 }
 
@@ -201,8 +196,10 @@ impl KdfHash {
 
 string_enum! {
     /// What the derived key is for; fixes its length unless `Raw`.
+    #[derive(Default)]
     KeyType {
         /// 32 bytes (default).
+        #[default]
         Aes256 = "AES-256",
         /// 16 bytes.
         Aes128 = "AES-128",
@@ -212,12 +209,6 @@ string_enum! {
         HmacSha256 = "HMAC-SHA256",
         /// `length` bytes.
         Raw = "Raw",
-    }
-}
-
-impl Default for KeyType {
-    fn default() -> Self {
-        Self::Aes256
     }
 }
 

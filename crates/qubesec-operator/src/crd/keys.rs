@@ -1,5 +1,8 @@
 //! Key pairs and random numbers: `QuantumKEMKeyPair`, `QuantumSignatureKeyPair`, `QuantumRandomNumber`.
 
+// clippy reads repeated `type_ = "string"` inside `#[kube(printcolumn(..))]` as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::{CustomResource, KubeSchema};
 use qubesec_core::{DeprecatedAlias, KemAlgorithm, SignatureAlgorithm};
 use schemars::JsonSchema;
@@ -9,10 +12,12 @@ use super::common::{CommonStatus, string_enum};
 
 string_enum! {
     /// ML-KEM parameter sets (FIPS 203) and X-Wing; `Kyber*` are legacy spellings, accepted with a warning.
+    #[derive(Default)]
     KemAlgorithmName {
         /// ML-KEM-512.
         MlKem512 = "ML-KEM-512",
         /// ML-KEM-768 (the default).
+        #[default]
         MlKem768 = "ML-KEM-768",
         /// ML-KEM-1024.
         MlKem1024 = "ML-KEM-1024",
@@ -24,12 +29,6 @@ string_enum! {
         Kyber768 = "Kyber768",
         /// Legacy name of ML-KEM-1024.
         Kyber1024 = "Kyber1024",
-    }
-}
-
-impl Default for KemAlgorithmName {
-    fn default() -> Self {
-        Self::MlKem768
     }
 }
 
@@ -45,10 +44,12 @@ impl KemAlgorithmName {
 
 string_enum! {
     /// ML-DSA (FIPS 204) and SLH-DSA (FIPS 205) parameter sets; `Dilithium*` are legacy spellings.
+    #[derive(Default)]
     SignatureAlgorithmName {
         /// ML-DSA-44.
         MlDsa44 = "ML-DSA-44",
         /// ML-DSA-65 (the default).
+        #[default]
         MlDsa65 = "ML-DSA-65",
         /// ML-DSA-87.
         MlDsa87 = "ML-DSA-87",
@@ -82,12 +83,6 @@ string_enum! {
         Dilithium3 = "Dilithium3",
         /// Legacy name of ML-DSA-87.
         Dilithium5 = "Dilithium5",
-    }
-}
-
-impl Default for SignatureAlgorithmName {
-    fn default() -> Self {
-        Self::MlDsa65
     }
 }
 

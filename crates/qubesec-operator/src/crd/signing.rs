@@ -1,5 +1,8 @@
 //! Signatures: `QuantumSignMessage`, `QuantumVerifySignature`.
 
+// clippy reads repeated `type_ = "string"` inside `#[kube(printcolumn(..))]` as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -77,19 +80,15 @@ pub struct QuantumSignMessageSpec {
 
 string_enum! {
     /// Where a verifier finds the public key.
+    #[derive(Default)]
     VerifyKeySource {
         /// A `QuantumSignatureKeyPair` (its public-key ConfigMap).
+        #[default]
         QuantumSignatureKeyPair = "QuantumSignatureKeyPair",
         /// A ConfigMap with an SPKI PEM (key `public_key.pem` unless `key` says otherwise).
         ConfigMap = "ConfigMap",
         /// A `QuantumCertificate` (the subject key of its certificate).
         QuantumCertificate = "QuantumCertificate",
-    }
-}
-
-impl Default for VerifyKeySource {
-    fn default() -> Self {
-        Self::QuantumSignatureKeyPair
     }
 }
 
