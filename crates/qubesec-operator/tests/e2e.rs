@@ -25,8 +25,8 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, ResourceExt};
 use qubesec_core::x509::{Certificate, verify_chain};
 use qubesec_operator::crd::{
-    CommonStatus, QuantumCertificate, QuantumDecapsulateSecret, QuantumEncapsulateSecret, QuantumKEMKeyPair,
-    QuantumRandomNumber, QuantumSignMessage, QuantumVerifySignature, VerifyResult, is_ready,
+    CommonStatus, QuantumCertificate, QuantumDecapsulateSecret, QuantumDerivedKey, QuantumEncapsulateSecret,
+    QuantumKEMKeyPair, QuantumRandomNumber, QuantumSignMessage, QuantumVerifySignature, VerifyResult, is_ready,
 };
 use qubesec_operator::{Config, Context};
 use qubesec_testenv::ControlPlane;
@@ -433,6 +433,41 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     step(&mut t, "deleted Secret regenerated with a Warning event");
+
+    // 8b. A new key pair ripples through the exchange: Bob re-encapsulates, Alice
+    // decapsulates the new ciphertext, and both derived keys follow, still equal.
+    let old_kp_fp = kp.get("alice-kem").await.unwrap().status.unwrap().fingerprint.unwrap();
+    secrets.delete("alice-kem", &DeleteParams::default()).await.unwrap();
+    let new_kp_fp = wait_for(&kp, "alice-kem", "new key", |k| {
+        k.status.as_ref().and_then(|s| s.fingerprint.as_ref()).is_some_and(|f| *f != old_kp_fp)
+    })
+    .await
+    .status
+    .unwrap()
+    .fingerprint
+    .unwrap();
+    let derived: Api<QuantumDerivedKey> = Api::namespaced(client.clone(), NS);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let e = encap.get("bob-encap").await.unwrap().status.unwrap();
+        let d = decap.get("alice-decap").await.unwrap().status.unwrap();
+        let a = derived.get("alice-aes").await.unwrap().status.unwrap();
+        let b = derived.get("bob-aes").await.unwrap().status.unwrap();
+        if e.public_key_fingerprint.as_ref() == Some(&new_kp_fp)
+            && e.fingerprint.is_some()
+            && e.fingerprint == d.fingerprint
+            && a.input_fingerprint == e.fingerprint
+            && b.input_fingerprint == e.fingerprint
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the exchange did not follow the new key: {e:#?} {d:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let alice2 = secret_bytes(&secrets.get("alice-aes").await.unwrap(), "key");
+    assert_eq!(alice2, secret_bytes(&secrets.get("bob-aes").await.unwrap(), "key"));
+    assert_ne!(alice2, alice, "the derived key did not change with the shared secret");
+    step(&mut t, "new key pair rippled through encapsulate, decapsulate and both derived keys");
 
     // 9. Deleting a resource garbage-collects its outputs (kube-controller-manager).
     certs.delete("api-tls", &DeleteParams::default()).await.unwrap();

@@ -18,7 +18,7 @@ use qubesec_core::{KemCiphertext, PrivateKey};
 use super::keypair::ready_private_key;
 use super::{log_result, owned_config, points_at, referrers};
 use crate::context::Context;
-use crate::crd::{DataKind, DecapsulateStatus, QuantumDecapsulateSecret, QuantumKEMKeyPair};
+use crate::crd::{DataKind, DataRef, DecapsulateStatus, QuantumDecapsulateSecret, QuantumKEMKeyPair};
 use crate::error::{Error, Result};
 use crate::outputs::{
     apply_secret, created_of, fingerprint, metadata_json, now, owned_secret, read_data_ref, secret_data,
@@ -83,7 +83,7 @@ pub(crate) async fn reconcile_inner(
     let previous = obj.status.clone().unwrap_or_default();
     let r = &obj.spec.key_pair_ref;
     let ns = ctx.ref_namespace(&namespace(obj)?, "spec.keyPairRef", r.namespace.as_deref())?;
-    let Some((key, _)) = ready_private_key::<QuantumKEMKeyPair>(ctx, &ns, &r.name).await? else {
+    let Some((key, key_fp)) = ready_private_key::<QuantumKEMKeyPair>(ctx, &ns, &r.name).await? else {
         let msg = format!("waiting for QuantumKEMKeyPair {} to be Ready", r.name);
         return Ok(Outcome::new(previous, State::pending("WaitingForKeyPair", msg)));
     };
@@ -94,6 +94,20 @@ pub(crate) async fn reconcile_inner(
         let msg = "waiting for the ciphertext referenced by spec.ciphertextRef";
         return Ok(Outcome::new(previous, State::pending("WaitingForCiphertext", msg)));
     };
+    if let Some(r) = obj.spec.ciphertext_ref.as_ref().filter(|r| r.kind == DataKind::ConfigMap) {
+        // An encapsulator's ConfigMap names the key it encapsulated to; while that is an
+        // older key (the key pair was just regenerated), wait instead of decapsulating noise.
+        let marker = DataRef { key: Some("public_key_fingerprint".to_owned()), ..r.clone() };
+        let made_for = read_data_ref(ctx, obj, "spec.ciphertextRef", &marker, "").await?;
+        if made_for.is_some_and(|f| f != key_fp.as_bytes()) {
+            let msg = format!(
+                "the ciphertext in ConfigMap {} was made for another public key; waiting for one for {}",
+                r.name,
+                short(&key_fp)
+            );
+            return Ok(Outcome::new(previous, State::pending("WaitingForCiphertext", msg)));
+        }
+    }
     let alg = key.algorithm();
     let ct = KemCiphertext::from_bytes(alg, &ct)
         .map_err(|e| Error::user("InvalidCiphertext", format!("ciphertext does not fit {alg}: {e}")))?;

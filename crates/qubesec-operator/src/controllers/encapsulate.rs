@@ -135,10 +135,14 @@ pub(crate) async fn reconcile_inner(
         ctx,
         obj,
         &name,
-        BTreeMap::from([(
-            "metadata".to_owned(),
-            metadata_json("QuantumEncapsulateSecret", alg.name(), &ct_fp, &now_or_created(obj)),
-        )]),
+        BTreeMap::from([
+            (
+                "metadata".to_owned(),
+                metadata_json("QuantumEncapsulateSecret", alg.name(), &ct_fp, &now_or_created(obj)),
+            ),
+            // Lets a decapsulator tell a ciphertext for its current key from a stale one.
+            ("public_key_fingerprint".to_owned(), pk_fp.clone()),
+        ]),
         BTreeMap::from([("ciphertext".to_owned(), ct)]),
     )
     .await?;

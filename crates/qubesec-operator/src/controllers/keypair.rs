@@ -76,7 +76,7 @@ fn raw_private(key: &PrivateKey) -> Result<Vec<u8>> {
     }
 }
 
-async fn reconcile_key_pair<K: Managed>(
+pub(crate) async fn reconcile_key_pair<K: Managed>(
     obj: &K,
     ctx: &Context,
     alg: Algorithm,

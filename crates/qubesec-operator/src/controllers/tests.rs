@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 use tower_test::mock;
 
 use crate::context::{Config, Context};
-use crate::crd::{EncapsulateStatus, Phase, QuantumEncapsulateSecret, QuantumRandomNumber, RandomNumberStatus};
+use crate::crd::{
+    EncapsulateStatus, KeyPairStatus, Phase, QuantumEncapsulateSecret, QuantumKEMKeyPair, QuantumRandomNumber,
+    RandomNumberStatus,
+};
 use crate::error::{Category, Error};
 use crate::outputs::fingerprint;
 use crate::reconcile::{Outcome, State, finish};
@@ -274,4 +277,93 @@ async fn an_unchanged_status_is_not_written_again() {
     let again = Outcome::new(status, State::ready("Generated", "ok"));
     finish(&obj, &ctx, Instant::now(), Ok(again)).await.unwrap();
     assert!(tokio::time::timeout(Duration::from_millis(50), handle.next_request()).await.is_err(), "status rewritten");
+}
+
+fn kem_pair(status: Option<KeyPairStatus>) -> QuantumKEMKeyPair {
+    let mut k: QuantumKEMKeyPair = serde_json::from_value(json!({
+        "apiVersion": "qubesec.io/v1", "kind": "QuantumKEMKeyPair",
+        "metadata": {"name": "alice", "namespace": "ns", "uid": UID, "generation": 1},
+        "spec": {"algorithm": "Kyber768"}
+    }))
+    .unwrap();
+    k.status = status;
+    k
+}
+
+fn owned_by_alice(kind: &str, data: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": kind,
+        "metadata": {"name": "alice", "namespace": "ns", "ownerReferences": [{
+            "apiVersion": "qubesec.io/v1", "kind": "QuantumKEMKeyPair", "name": "alice", "uid": UID, "controller": true
+        }]},
+        "data": data
+    })
+}
+
+#[tokio::test]
+async fn key_pair_refuses_a_stored_key_that_does_not_match_the_recorded_fingerprint() {
+    let (ctx, mut handle) = mock_ctx();
+    let key = qubesec_core::PrivateKey::generate(qubesec_core::KemAlgorithm::MlKem768.into()).unwrap();
+    let pem = key.to_pkcs8_pem().unwrap();
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pem.as_bytes());
+    let obj = kem_pair(Some(KeyPairStatus { fingerprint: Some("sha256:recorded".into()), ..KeyPairStatus::default() }));
+    let secret = owned_by_alice("Secret", json!({"private_key.pem": b64}));
+    let cm = owned_by_alice("ConfigMap", json!({}));
+    let server = tokio::spawn(async move {
+        serve(&mut handle, Method::GET, "/api/v1/namespaces/ns/secrets/alice", 200, &secret).await;
+        serve(&mut handle, Method::GET, "/api/v1/namespaces/ns/configmaps/alice", 200, &cm).await;
+        handle
+    });
+    let err = super::keypair::reconcile_key_pair(
+        &obj,
+        &ctx,
+        qubesec_core::KemAlgorithm::MlKem768.into(),
+        None,
+        None,
+        obj.status.as_ref(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.reason(), "FingerprintMismatch");
+    assert!(err.to_string().contains("sha256:recorded") && err.to_string().contains("delete the Secret"), "{err}");
+    let mut handle = server.await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), handle.next_request()).await.is_err(),
+        "it wrote something"
+    );
+}
+
+#[tokio::test]
+async fn key_pair_generates_once_and_publishes_the_public_key() {
+    let (ctx, mut handle) = mock_ctx();
+    let obj = kem_pair(None);
+    let server = tokio::spawn(async move {
+        serve(&mut handle, Method::GET, "/api/v1/namespaces/ns/secrets/alice", 404, &not_found()).await;
+        serve(&mut handle, Method::GET, "/api/v1/namespaces/ns/configmaps/alice", 404, &not_found()).await;
+        let (secret, _) =
+            serve(&mut handle, Method::PATCH, "/api/v1/namespaces/ns/secrets/alice", 200, &json!({})).await;
+        let (cm, _) =
+            serve(&mut handle, Method::PATCH, "/api/v1/namespaces/ns/configmaps/alice", 200, &json!({})).await;
+        let (generated, _) =
+            serve(&mut handle, Method::POST, "/apis/events.k8s.io/v1/namespaces/ns/events", 201, &json!({})).await;
+        let (deprecated, _) =
+            serve(&mut handle, Method::POST, "/apis/events.k8s.io/v1/namespaces/ns/events", 201, &json!({})).await;
+        (secret, cm, generated, deprecated)
+    });
+    let (alg, alias) = obj.spec.algorithm.resolve().unwrap();
+    let outcome = super::keypair::reconcile_key_pair(&obj, &ctx, alg.into(), alias, None, None).await.unwrap();
+    let (secret, cm, generated, deprecated) = server.await.unwrap();
+    let keys: Vec<&str> = secret["data"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["metadata", "private_key", "private_key.pem", "public_key", "public_key.pem"]);
+    assert!(cm["data"]["public_key.pem"].as_str().unwrap().starts_with("-----BEGIN PUBLIC KEY-----"));
+    assert!(cm["data"].get("private_key.pem").is_none() && cm["binaryData"]["public_key"].is_string());
+    let fp = outcome.status.fingerprint.unwrap();
+    assert_eq!(outcome.status.algorithm.as_deref(), Some("ML-KEM-768"));
+    assert_eq!(generated["reason"], "KeyGenerated");
+    assert!(generated["note"].as_str().unwrap().contains(&fp));
+    assert_eq!(
+        (deprecated["type"].as_str(), deprecated["reason"].as_str()),
+        (Some("Warning"), Some("DeprecatedAlgorithmName"))
+    );
+    assert!(outcome.state.message.contains("Kyber768"), "{}", outcome.state.message);
 }
