@@ -39,6 +39,8 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         seconds: u64,
     },
+    /// Regenerate `deploy/crds/` from the operator's Rust types (a test fails when they are stale).
+    Crdgen,
     /// Run the criterion benchmarks (core against peer implementations).
     Bench,
     /// Build and run a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager).
@@ -56,7 +58,34 @@ fn main() -> anyhow::Result<()> {
         Command::Demo { cli: true, .. } => demo::run(),
         Command::Demo { keep, .. } => cluster_demo::run(keep),
         Command::Fuzz { seconds } => fuzz::run(seconds),
+        Command::Crdgen => crdgen(),
         Command::Bench => util::cargo(&["bench", "-p", "qubesec-benches"]),
         Command::Testenv { command } => testenv::run(command),
     }
+}
+
+/// Writes the operator's CRDs into `deploy/crds/`, replacing what was there.
+fn crdgen() -> anyhow::Result<()> {
+    let dir = util::root().join("deploy").join("crds");
+    if dir.exists() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    let out = dir.to_string_lossy().into_owned();
+    util::cargo(&[
+        "run",
+        "--quiet",
+        "-p",
+        "qubesec-operator",
+        "--bin",
+        "qubesec-operator",
+        "--",
+        "crds",
+        "--out-dir",
+        &out,
+    ])
 }

@@ -99,6 +99,7 @@ mod tests {
             ("qubesec-core", true),
             ("qubesec-cli", true),
             ("qubesec-kms", true),
+            ("qubesec-operator", true),
             ("qubesec-testenv", true),
             ("bin-only", false),
         ]
@@ -109,7 +110,12 @@ mod tests {
 
     #[test]
     fn accepts_the_intended_shape() {
-        let edges = [edge("qubesec-cli", "qubesec-core", false), edge("qubesec-kms", "qubesec-testenv", true)];
+        let edges = [
+            edge("qubesec-cli", "qubesec-core", false),
+            edge("qubesec-kms", "qubesec-testenv", true),
+            edge("qubesec-operator", "qubesec-core", false),
+            edge("qubesec-operator", "qubesec-testenv", true),
+        ];
         assert!(check(&edges, &libs()).is_empty());
     }
 
@@ -120,5 +126,7 @@ mod tests {
         assert_eq!(check(&[edge("qubesec-cli", "qubesec-kms", false)], &libs).len(), 1);
         assert_eq!(check(&[edge("qubesec-kms", "bin-only", false)], &libs).len(), 1);
         assert_eq!(check(&[edge("qubesec-kms", "qubesec-testenv", false)], &libs).len(), 1);
+        assert_eq!(check(&[edge("qubesec-operator", "qubesec-cli", false)], &libs).len(), 1);
+        assert_eq!(check(&[edge("qubesec-operator", "qubesec-testenv", false)], &libs).len(), 1);
     }
 }

@@ -1,0 +1,111 @@
+//! `QuantumDerivedKey`: HKDF over a shared secret; follows the secret when it changes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+
+use super::{log_result, owned_config, points_at, referrers};
+use crate::context::Context;
+use crate::crd::{DerivedKeyStatus, QuantumDerivedKey};
+use crate::error::{Error, Result};
+use crate::outputs::{
+    apply_secret, created_of, fingerprint, metadata_json, now, owned_secret, secret_data, secret_matches, short,
+};
+use crate::reconcile::{Outcome, State, error_policy, finish, fresh, managed, namespace};
+
+managed!(QuantumDerivedKey, "derivedkey");
+
+pub(crate) fn controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
+    let c = Controller::new(ctx.watch_api::<QuantumDerivedKey>(), watcher::Config::default());
+    let store = c.store();
+    c.owns(ctx.watch_api::<Secret>(), owned_config::<QuantumDerivedKey>())
+        .watches(ctx.watch_api::<Secret>(), watcher::Config::default(), move |s| {
+            referrers(&store, |d: &QuantumDerivedKey| {
+                let r = &d.spec.shared_secret_ref;
+                points_at(d, &r.name, r.namespace.as_deref(), &s)
+            })
+        })
+        .run(reconcile, error_policy::<QuantumDerivedKey>, ctx)
+        .for_each(log_result)
+        .boxed()
+}
+
+async fn reconcile(obj: Arc<QuantumDerivedKey>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
+    let result = reconcile_inner(&obj, &ctx).await;
+    finish(&*obj, &ctx, started, result).await
+}
+
+pub(crate) async fn reconcile_inner(obj: &QuantumDerivedKey, ctx: &Context) -> Result<Outcome<DerivedKeyStatus>> {
+    let spec = &obj.spec;
+    let name = spec.secret_name.clone().unwrap_or_else(|| obj.name_any());
+    let previous = obj.status.clone().unwrap_or_default();
+    let r = &spec.shared_secret_ref;
+    let ns = ctx.ref_namespace(&namespace(obj)?, "spec.sharedSecretRef", r.namespace.as_deref())?;
+    let key_name = r.key.as_deref().unwrap_or("shared_secret");
+    let ikm =
+        ctx.api::<Secret>(&ns).get_opt(&r.name).await?.and_then(|s| secret_data(&s, key_name).map(<[u8]>::to_vec));
+    let Some(ikm) = ikm.map(zeroize::Zeroizing::new) else {
+        let msg = format!("waiting for Secret {} (key {key_name})", r.name);
+        return Ok(Outcome::new(previous, State::pending("WaitingForSharedSecret", msg)));
+    };
+    let hash = spec.hash.core();
+    let len = match (spec.key_type.fixed_len(), spec.length) {
+        (Some(n), _) => n,
+        (None, Some(n)) => usize::try_from(n).map_err(|e| Error::bug(e.to_string()))?,
+        (None, None) => return Err(Error::user("InvalidSpec", "spec.length is required when spec.keyType is Raw")),
+    };
+    if len > qubesec_core::kdf::max_output_len(hash) {
+        return Err(Error::user(
+            "InvalidSpec",
+            format!(
+                "spec.length: {len} bytes exceeds HKDF's limit of {} for {}",
+                qubesec_core::kdf::max_output_len(hash),
+                spec.hash
+            ),
+        ));
+    }
+    let salt = spec.salt.as_deref().unwrap_or_default().as_bytes();
+    let info = spec.info.as_deref().unwrap_or_default().as_bytes();
+    let okm = qubesec_core::kdf::derive(hash, &ikm, salt, info, len)
+        .map_err(|e| Error::user("InvalidSpec", e.to_string()))?;
+    let fp = fingerprint(&okm);
+    let algorithm = format!("HKDF-{}/{}", spec.hash, spec.key_type);
+    let existing = owned_secret(ctx, obj, &name).await?;
+    let created = created_of(existing.as_ref().and_then(|s| secret_data(s, "metadata"))).unwrap_or_else(now);
+    let data = BTreeMap::from([
+        ("key".to_owned(), okm.to_vec()),
+        ("metadata".to_owned(), metadata_json("QuantumDerivedKey", &algorithm, &fp, &created).into_bytes()),
+    ]);
+    if existing.as_ref().is_none_or(|s| !secret_matches(s, &data)) {
+        apply_secret(ctx, obj, &name, None, data).await?;
+        let (type_, reason, note) = match (&previous.fingerprint, existing.is_some()) {
+            (Some(old), false) => (
+                EventType::Warning,
+                "SecretRegenerated",
+                format!("output Secret {name} was missing; derived key {fp} again (was {old})"),
+            ),
+            _ => (EventType::Normal, "Derived", format!("derived {len}-byte {} key {}", spec.key_type, short(&fp))),
+        };
+        ctx.event(obj, type_, reason, note).await;
+    }
+    let status = DerivedKeyStatus {
+        algorithm: Some(algorithm),
+        length: u32::try_from(len).ok(),
+        short_fingerprint: Some(short(&fp)),
+        fingerprint: Some(fp),
+        input_fingerprint: Some(fingerprint(&ikm)),
+        secret_name: Some(name.clone()),
+        ..DerivedKeyStatus::default()
+    };
+    Ok(Outcome::new(status, State::ready("Derived", format!("{len}-byte key in Secret {name}"))))
+}

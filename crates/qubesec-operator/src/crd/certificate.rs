@@ -1,0 +1,192 @@
+//! `QuantumCertificate`: X.509 certificates with post-quantum keys, self-signed or issued by a CA certificate.
+
+// clippy reads repeated `type_ = "string"` inside `#[kube(printcolumn(..))]` as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{CommonStatus, ResourceRef, string_enum};
+use super::keys::SignatureAlgorithmName;
+
+string_enum! {
+    /// What happens to the private key when the certificate is renewed.
+    #[derive(Default)]
+    RotationPolicy {
+        /// Keep the key (default).
+        #[default]
+        Never = "Never",
+        /// Generate a new key on every renewal.
+        Always = "Always",
+    }
+}
+
+/// The generated private key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivateKeySpec {
+    /// ML-DSA-65 (default) or another signature algorithm. Immutable.
+    #[serde(default)]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.privateKey.algorithm is immutable"))]
+    pub algorithm: SignatureAlgorithmName,
+    /// `Never` (default: renewals keep the key) or `Always`.
+    #[serde(default)]
+    pub rotation_policy: RotationPolicy,
+}
+
+string_enum! {
+    /// Key usages and extended key usages, spelled as cert-manager does.
+    Usage {
+        /// keyUsage digitalSignature.
+        DigitalSignature = "digital signature",
+        /// keyUsage contentCommitment (nonRepudiation).
+        ContentCommitment = "content commitment",
+        /// keyUsage keyCertSign.
+        CertSign = "cert sign",
+        /// keyUsage cRLSign.
+        CrlSign = "crl sign",
+        /// extendedKeyUsage serverAuth.
+        ServerAuth = "server auth",
+        /// extendedKeyUsage clientAuth.
+        ClientAuth = "client auth",
+        /// extendedKeyUsage codeSigning.
+        CodeSigning = "code signing",
+        /// extendedKeyUsage emailProtection.
+        EmailProtection = "email protection",
+        /// extendedKeyUsage timeStamping.
+        Timestamping = "timestamping",
+        /// extendedKeyUsage OCSPSigning.
+        OcspSigning = "ocsp signing",
+    }
+}
+
+fn default_duration() -> String {
+    "2160h".to_owned()
+}
+
+fn default_renew_before() -> String {
+    "720h".to_owned()
+}
+
+/// Status of a certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    /// Conditions, generation, phase and error.
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// The key's signature algorithm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// notBefore (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// notAfter (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// When the operator renews the certificate (notAfter minus renewBefore, RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_time: Option<String>,
+    /// The serial number, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
+    /// `sha256:<hex>` over the subject public key (SPKI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The first 10 hex characters of the fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_fingerprint: Option<String>,
+    /// `sha256:<hex>` over the certificate's DER.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_fingerprint: Option<String>,
+    /// The issuer certificate's DER fingerprint this certificate was issued under (absent when self-signed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_fingerprint: Option<String>,
+    /// A digest of the spec fields the certificate was issued from; a change re-issues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_digest: Option<String>,
+    /// The `kubernetes.io/tls` Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+}
+
+/// An X.509 certificate with a post-quantum key, self-signed or issued by a CA `QuantumCertificate`,
+/// kept in a `kubernetes.io/tls` Secret and renewed before it expires.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "qubesec.io",
+    version = "v1",
+    kind = "QuantumCertificate",
+    plural = "quantumcertificates",
+    singular = "quantumcertificate",
+    namespaced,
+    status = "CertificateStatus",
+    shortname = "qcert",
+    category = "qubesec",
+    doc = "An X.509 certificate with a post-quantum key in a kubernetes.io/tls Secret, renewed before expiry.",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Algorithm", type_ = "string", json_path = ".status.algorithm"),
+    printcolumn(name = "Fingerprint", type_ = "string", json_path = ".status.shortFingerprint"),
+    printcolumn(name = "Expires", type_ = "date", json_path = ".status.notAfter"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = kube::core::Rule::new("!(has(self.keyPairRef) && has(self.privateKey))").message("at most one of spec.keyPairRef or spec.privateKey may be set"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.subject) || has(self.dnsNames) || has(self.ipAddresses) || has(self.uris) || has(self.emailAddresses)").message("spec.subject or at least one subject alternative name is required"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.pathLen) || self.isCA").message("spec.pathLen needs spec.isCA"))]
+#[serde(rename_all = "camelCase")]
+pub struct QuantumCertificateSpec {
+    /// Subject distinguished name (RFC 4514), e.g. `CN=api.example.com,O=Example`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub subject: Option<String>,
+    /// DNS subject alternative names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub dns_names: Vec<String>,
+    /// IP address subject alternative names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub ip_addresses: Vec<String>,
+    /// URI subject alternative names (e.g. SPIFFE IDs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub uris: Vec<String>,
+    /// Email subject alternative names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub email_addresses: Vec<String>,
+    /// Validity, Go duration syntax (`2160h`, `90m`, `1h30m`); default 2160h (90 days).
+    #[serde(default = "default_duration")]
+    #[schemars(regex(pattern = r"^([0-9]{1,7}(h|m|s))+$"), length(max = 32))]
+    pub duration: String,
+    /// How long before notAfter to renew; default 720h (30 days). Must be shorter than `duration`.
+    #[serde(default = "default_renew_before")]
+    #[schemars(regex(pattern = r"^([0-9]{1,7}(h|m|s))+$"), length(max = 32))]
+    pub renew_before: String,
+    /// Whether this is a CA certificate that may issue others.
+    #[serde(default, rename = "isCA")]
+    pub is_ca: bool,
+    /// The CA's path length constraint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 8))]
+    pub path_len: Option<u8>,
+    /// Key usages and extended key usages; defaults follow the role (CA: cert sign, crl sign, digital signature).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub usages: Vec<Usage>,
+    /// Use the key of this `QuantumSignatureKeyPair` instead of generating one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_pair_ref: Option<ResourceRef>,
+    /// The generated key (used when `keyPairRef` is absent; ML-DSA-65 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<PrivateKeySpec>,
+    /// The CA `QuantumCertificate` that issues this one; absent means self-signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_ref: Option<ResourceRef>,
+    /// Name of the `kubernetes.io/tls` Secret; defaults to the resource name. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.secretName is immutable"))]
+    pub secret_name: Option<String>,
+}

@@ -1,0 +1,242 @@
+//! Key pairs and random numbers: `QuantumKEMKeyPair`, `QuantumSignatureKeyPair`, `QuantumRandomNumber`.
+
+// clippy reads repeated `type_ = "string"` inside `#[kube(printcolumn(..))]` as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
+use kube::{CustomResource, KubeSchema};
+use qubesec_core::{DeprecatedAlias, KemAlgorithm, SignatureAlgorithm};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{CommonStatus, string_enum};
+
+string_enum! {
+    /// ML-KEM parameter sets (FIPS 203) and X-Wing; `Kyber*` are legacy spellings, accepted with a warning.
+    #[derive(Default)]
+    KemAlgorithmName {
+        /// ML-KEM-512.
+        MlKem512 = "ML-KEM-512",
+        /// ML-KEM-768 (the default).
+        #[default]
+        MlKem768 = "ML-KEM-768",
+        /// ML-KEM-1024.
+        MlKem1024 = "ML-KEM-1024",
+        /// X-Wing (ML-KEM-768 + X25519).
+        XWing = "X-Wing",
+        /// Legacy name of ML-KEM-512.
+        Kyber512 = "Kyber512",
+        /// Legacy name of ML-KEM-768.
+        Kyber768 = "Kyber768",
+        /// Legacy name of ML-KEM-1024.
+        Kyber1024 = "Kyber1024",
+    }
+}
+
+impl KemAlgorithmName {
+    /// The core algorithm, and the deprecation note when a legacy name was used.
+    ///
+    /// # Errors
+    /// Only if the core stops knowing one of the names (a bug).
+    pub fn resolve(self) -> qubesec_core::Result<(KemAlgorithm, Option<DeprecatedAlias>)> {
+        KemAlgorithm::parse(self.as_str())
+    }
+}
+
+string_enum! {
+    /// ML-DSA (FIPS 204) and SLH-DSA (FIPS 205) parameter sets; `Dilithium*` are legacy spellings.
+    #[derive(Default)]
+    SignatureAlgorithmName {
+        /// ML-DSA-44.
+        MlDsa44 = "ML-DSA-44",
+        /// ML-DSA-65 (the default).
+        #[default]
+        MlDsa65 = "ML-DSA-65",
+        /// ML-DSA-87.
+        MlDsa87 = "ML-DSA-87",
+        /// SLH-DSA-SHA2-128s.
+        SlhDsaSha2_128s = "SLH-DSA-SHA2-128s",
+        /// SLH-DSA-SHA2-128f.
+        SlhDsaSha2_128f = "SLH-DSA-SHA2-128f",
+        /// SLH-DSA-SHA2-192s.
+        SlhDsaSha2_192s = "SLH-DSA-SHA2-192s",
+        /// SLH-DSA-SHA2-192f.
+        SlhDsaSha2_192f = "SLH-DSA-SHA2-192f",
+        /// SLH-DSA-SHA2-256s.
+        SlhDsaSha2_256s = "SLH-DSA-SHA2-256s",
+        /// SLH-DSA-SHA2-256f.
+        SlhDsaSha2_256f = "SLH-DSA-SHA2-256f",
+        /// SLH-DSA-SHAKE-128s.
+        SlhDsaShake128s = "SLH-DSA-SHAKE-128s",
+        /// SLH-DSA-SHAKE-128f.
+        SlhDsaShake128f = "SLH-DSA-SHAKE-128f",
+        /// SLH-DSA-SHAKE-192s.
+        SlhDsaShake192s = "SLH-DSA-SHAKE-192s",
+        /// SLH-DSA-SHAKE-192f.
+        SlhDsaShake192f = "SLH-DSA-SHAKE-192f",
+        /// SLH-DSA-SHAKE-256s.
+        SlhDsaShake256s = "SLH-DSA-SHAKE-256s",
+        /// SLH-DSA-SHAKE-256f.
+        SlhDsaShake256f = "SLH-DSA-SHAKE-256f",
+        /// Legacy name of ML-DSA-44.
+        Dilithium2 = "Dilithium2",
+        /// Legacy name of ML-DSA-65.
+        Dilithium3 = "Dilithium3",
+        /// Legacy name of ML-DSA-87.
+        Dilithium5 = "Dilithium5",
+    }
+}
+
+impl SignatureAlgorithmName {
+    /// The core algorithm, and the deprecation note when a legacy name was used.
+    ///
+    /// # Errors
+    /// Only if the core stops knowing one of the names (a bug).
+    pub fn resolve(self) -> qubesec_core::Result<(SignatureAlgorithm, Option<DeprecatedAlias>)> {
+        SignatureAlgorithm::parse(self.as_str())
+    }
+}
+
+/// Status of a key pair.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyPairStatus {
+    /// Conditions, generation, phase and error.
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// The canonical algorithm name of the generated key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// `sha256:<hex>` over the DER SubjectPublicKeyInfo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The first 10 hex characters of the fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_fingerprint: Option<String>,
+    /// The Secret holding both keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// The ConfigMap publishing the public key (readable without Secret access).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_config_map: Option<String>,
+}
+
+/// A post-quantum KEM key pair (ML-KEM or X-Wing), generated once and kept in a Secret;
+/// the public key is also published in a ConfigMap of the same name.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "qubesec.io",
+    version = "v1",
+    kind = "QuantumKEMKeyPair",
+    plural = "quantumkemkeypairs",
+    singular = "quantumkemkeypair",
+    namespaced,
+    status = "KeyPairStatus",
+    shortname = "qkem",
+    category = "qubesec",
+    doc = "A post-quantum KEM key pair (ML-KEM or X-Wing) kept in a Secret, public key also in a ConfigMap.",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Algorithm", type_ = "string", json_path = ".spec.algorithm"),
+    printcolumn(name = "Fingerprint", type_ = "string", json_path = ".status.shortFingerprint"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct QuantumKEMKeyPairSpec {
+    /// The KEM: ML-KEM-512, ML-KEM-768 (default), ML-KEM-1024 or X-Wing. Immutable.
+    #[serde(default)]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.algorithm is immutable: create a new key pair instead"))]
+    pub algorithm: KemAlgorithmName,
+    /// Name of the output Secret (and public-key ConfigMap); defaults to the resource name. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.secretName is immutable"))]
+    pub secret_name: Option<String>,
+}
+
+/// A post-quantum signature key pair (ML-DSA or SLH-DSA), generated once and kept in a Secret;
+/// the public key is also published in a ConfigMap of the same name.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "qubesec.io",
+    version = "v1",
+    kind = "QuantumSignatureKeyPair",
+    plural = "quantumsignaturekeypairs",
+    singular = "quantumsignaturekeypair",
+    namespaced,
+    status = "KeyPairStatus",
+    shortname = "qsigkey",
+    category = "qubesec",
+    doc = "A post-quantum signature key pair (ML-DSA or SLH-DSA) kept in a Secret, public key also in a ConfigMap.",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Algorithm", type_ = "string", json_path = ".spec.algorithm"),
+    printcolumn(name = "Fingerprint", type_ = "string", json_path = ".status.shortFingerprint"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct QuantumSignatureKeyPairSpec {
+    /// The signature algorithm: ML-DSA-44/65 (default)/87 or an SLH-DSA set. Immutable.
+    #[serde(default)]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.algorithm is immutable: create a new key pair instead"))]
+    pub algorithm: SignatureAlgorithmName,
+    /// Name of the output Secret (and public-key ConfigMap); defaults to the resource name. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.secretName is immutable"))]
+    pub secret_name: Option<String>,
+}
+
+fn default_bytes() -> u32 {
+    32
+}
+
+/// Status of a random number.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RandomNumberStatus {
+    /// Conditions, generation, phase and error.
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// Number of random bytes in the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u32>,
+    /// `sha256:<hex>` over the random bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The first 10 hex characters of the fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_fingerprint: Option<String>,
+    /// The output Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+}
+
+/// Random bytes from the operating system's CSPRNG, generated once, in a Secret (key `random`).
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "qubesec.io",
+    version = "v1",
+    kind = "QuantumRandomNumber",
+    plural = "quantumrandomnumbers",
+    singular = "quantumrandomnumber",
+    namespaced,
+    status = "RandomNumberStatus",
+    shortname = "qrand",
+    category = "qubesec",
+    doc = "Random bytes from the OS CSPRNG, generated once, in a Secret (key `random`).",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Bytes", type_ = "integer", json_path = ".spec.bytes"),
+    printcolumn(name = "Fingerprint", type_ = "string", json_path = ".status.shortFingerprint"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct QuantumRandomNumberSpec {
+    /// How many random bytes (1 to 65536, default 32). Immutable.
+    #[serde(default = "default_bytes")]
+    #[schemars(range(min = 1, max = 65536))]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.bytes is immutable"))]
+    pub bytes: u32,
+    /// Name of the output Secret; defaults to the resource name. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.secretName is immutable"))]
+    pub secret_name: Option<String>,
+}
