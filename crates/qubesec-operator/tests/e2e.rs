@@ -17,9 +17,11 @@ use std::time::{Duration, Instant, SystemTime};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, ResourceExt};
@@ -85,6 +87,37 @@ async fn apply_samples(client: &Client) -> Vec<(String, String)> {
         applied.push((kind, name));
     }
     applied
+}
+
+/// Applies `deploy/operator/rbac.yaml` (the operator's ClusterRole and its binding).
+async fn apply_rbac(client: &Client) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/operator/rbac.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let pp = PatchParams::apply("e2e");
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v = serde_json::Value::deserialize(doc).unwrap();
+        let name = v["metadata"]["name"].as_str().unwrap().to_owned();
+        match v["kind"].as_str().unwrap() {
+            "ClusterRole" => {
+                let o: ClusterRole = serde_json::from_value(v).unwrap();
+                Api::<ClusterRole>::all(client.clone()).patch(&name, &pp, &Patch::Apply(&o)).await.unwrap();
+            }
+            "ClusterRoleBinding" => {
+                let o: ClusterRoleBinding = serde_json::from_value(v).unwrap();
+                Api::<ClusterRoleBinding>::all(client.clone()).patch(&name, &pp, &Patch::Apply(&o)).await.unwrap();
+            }
+            other => panic!("unexpected kind {other} in rbac.yaml"),
+        }
+    }
+}
+
+/// A client that acts as the operator's ServiceAccount, so the operator runs with exactly the
+/// permissions `deploy/operator/rbac.yaml` grants.
+async fn operator_client(cp: &ControlPlane) -> Client {
+    let kubeconfig = Kubeconfig::read_from(cp.kubeconfig_path()).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    config.auth_info.impersonate = Some("system:serviceaccount:qubesec-system:qubesec-operator".to_owned());
+    Client::try_from(config).unwrap()
 }
 
 fn start_operator(client: &Client) -> (JoinHandle<()>, Arc<Context>) {
@@ -196,8 +229,12 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
     namespaces.create(&PostParams::default(), &ns).await.unwrap();
     step(&mut t, "CRDs established");
 
-    // 1. The samples all become Ready.
-    let (operator, _ctx) = start_operator(&client);
+    // 1. The samples all become Ready, with the operator holding only its RBAC permissions.
+    apply_rbac(&client).await;
+    let sa_client = operator_client(&cp).await;
+    let denied = Api::<Namespace>::all(sa_client.clone()).list(&ListParams::default()).await;
+    assert!(denied.is_err(), "the impersonated operator client is not restricted");
+    let (operator, _ctx) = start_operator(&sa_client);
     let applied = apply_samples(&client).await;
     assert_eq!(applied.len(), 11, "{applied:?}");
     for (kind, name) in &applied {
@@ -360,7 +397,7 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
     let kem_rv = secrets.get("alice-kem").await.unwrap().metadata.resource_version;
     operator.abort();
     let _ = operator.await;
-    let (operator, ctx) = start_operator(&client);
+    let (operator, ctx) = start_operator(&sa_client);
     let expected = [
         ("kemkeypair", 1),
         ("signaturekeypair", 1),
