@@ -5,6 +5,7 @@ pub mod controllers;
 pub mod crd;
 pub mod duration;
 pub mod error;
+pub mod leader;
 pub mod outputs;
 pub mod reconcile;
 

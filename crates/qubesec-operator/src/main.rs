@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+use qubesec_operator::leader::{LeaderElector, LeaseConfig};
 use qubesec_operator::{Config, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -26,6 +29,15 @@ struct Cli {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Run the controllers only while holding a Lease (for several replicas).
+    #[arg(long)]
+    leader_elect: bool,
+    /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else qubesec-system).
+    #[arg(long)]
+    lease_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "qubesec-operator")]
+    lease_name: String,
 }
 
 #[derive(Subcommand)]
@@ -58,8 +70,35 @@ async fn main() -> anyhow::Result<()> {
     let ctx = Context::new(client, config);
     let listener = tokio::net::TcpListener::bind(cli.metrics_addr).await.context("binding the metrics address")?;
     tracing::info!(addr = %cli.metrics_addr, "qubesec-operator starting");
+    let controllers = {
+        let ctx = ctx.clone();
+        let leader = cli.leader_elect.then(|| {
+            let config = LeaseConfig {
+                namespace: cli
+                    .lease_namespace
+                    .clone()
+                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                    .unwrap_or_else(|| "qubesec-system".to_owned()),
+                name: cli.lease_name.clone(),
+                identity: std::env::var("POD_NAME")
+                    .unwrap_or_else(|_| format!("qubesec-operator-{}", std::process::id())),
+                duration: Duration::from_secs(15),
+                retry_every: Duration::from_secs(4),
+            };
+            LeaderElector::new(ctx.client.clone(), config)
+        });
+        async move {
+            match leader {
+                Some(elector) => {
+                    let ctx = ctx.clone();
+                    elector.run(move || qubesec_operator::controllers::run(ctx.clone())).await;
+                }
+                None => qubesec_operator::controllers::run(ctx).await,
+            }
+        }
+    };
     tokio::select! {
-        () = qubesec_operator::controllers::run(ctx.clone()) => {}
+        () = controllers => {}
         r = serve(listener, ctx) => r?,
         r = tokio::signal::ctrl_c() => { r?; tracing::info!("shutting down"); }
     }

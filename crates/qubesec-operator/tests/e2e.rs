@@ -15,11 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::ByteString;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, ResourceExt};
@@ -28,6 +31,7 @@ use qubesec_operator::crd::{
     CommonStatus, QuantumCertificate, QuantumDecapsulateSecret, QuantumDerivedKey, QuantumEncapsulateSecret,
     QuantumKEMKeyPair, QuantumRandomNumber, QuantumSignMessage, QuantumVerifySignature, VerifyResult, is_ready,
 };
+use qubesec_operator::leader::{LeaderElector, LeaseConfig};
 use qubesec_operator::{Config, Context};
 use qubesec_testenv::ControlPlane;
 use serde::Deserialize;
@@ -85,6 +89,58 @@ async fn apply_samples(client: &Client) -> Vec<(String, String)> {
         applied.push((kind, name));
     }
     applied
+}
+
+/// Applies `deploy/operator/rbac.yaml` (the operator's ClusterRole and its binding).
+async fn apply_rbac(client: &Client) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/operator/rbac.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let pp = PatchParams::apply("e2e");
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v = serde_json::Value::deserialize(doc).unwrap();
+        let name = v["metadata"]["name"].as_str().unwrap().to_owned();
+        match v["kind"].as_str().unwrap() {
+            "ClusterRole" => {
+                let o: ClusterRole = serde_json::from_value(v).unwrap();
+                Api::<ClusterRole>::all(client.clone()).patch(&name, &pp, &Patch::Apply(&o)).await.unwrap();
+            }
+            "ClusterRoleBinding" => {
+                let o: ClusterRoleBinding = serde_json::from_value(v).unwrap();
+                Api::<ClusterRoleBinding>::all(client.clone()).patch(&name, &pp, &Patch::Apply(&o)).await.unwrap();
+            }
+            "Role" => {
+                let o: Role = serde_json::from_value(v).unwrap();
+                let ns = o.metadata.namespace.clone().unwrap();
+                Api::<Role>::namespaced(client.clone(), &ns).patch(&name, &pp, &Patch::Apply(&o)).await.unwrap();
+            }
+            "RoleBinding" => {
+                let o: RoleBinding = serde_json::from_value(v).unwrap();
+                let ns = o.metadata.namespace.clone().unwrap();
+                Api::<RoleBinding>::namespaced(client.clone(), &ns).patch(&name, &pp, &Patch::Apply(&o)).await.unwrap();
+            }
+            other => panic!("unexpected kind {other} in rbac.yaml"),
+        }
+    }
+}
+
+/// A client that acts as the operator's ServiceAccount, so the operator runs with exactly the
+/// permissions `deploy/operator/rbac.yaml` grants.
+async fn operator_client(cp: &ControlPlane) -> Client {
+    let kubeconfig = Kubeconfig::read_from(cp.kubeconfig_path()).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    config.auth_info.impersonate = Some("system:serviceaccount:qubesec-system:qubesec-operator".to_owned());
+    Client::try_from(config).unwrap()
+}
+
+async fn create_namespaces(client: &Client) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in [NS, "qubesec-system"] {
+        let ns = Namespace {
+            metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() },
+            ..Namespace::default()
+        };
+        namespaces.create(&PostParams::default(), &ns).await.unwrap();
+    }
 }
 
 fn start_operator(client: &Client) -> (JoinHandle<()>, Arc<Context>) {
@@ -190,14 +246,15 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
     let client = cp.client();
     step(&mut t, "control plane up");
     install_crds(&client).await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns =
-        Namespace { metadata: ObjectMeta { name: Some(NS.into()), ..ObjectMeta::default() }, ..Namespace::default() };
-    namespaces.create(&PostParams::default(), &ns).await.unwrap();
+    create_namespaces(&client).await;
     step(&mut t, "CRDs established");
 
-    // 1. The samples all become Ready.
-    let (operator, _ctx) = start_operator(&client);
+    // 1. The samples all become Ready, with the operator holding only its RBAC permissions.
+    apply_rbac(&client).await;
+    let sa_client = operator_client(&cp).await;
+    let denied = Api::<Namespace>::all(sa_client.clone()).list(&ListParams::default()).await;
+    assert!(denied.is_err(), "the impersonated operator client is not restricted");
+    let (operator, _ctx) = start_operator(&sa_client);
     let applied = apply_samples(&client).await;
     assert_eq!(applied.len(), 11, "{applied:?}");
     for (kind, name) in &applied {
@@ -360,7 +417,7 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
     let kem_rv = secrets.get("alice-kem").await.unwrap().metadata.resource_version;
     operator.abort();
     let _ = operator.await;
-    let (operator, ctx) = start_operator(&client);
+    let (operator, ctx) = start_operator(&sa_client);
     let expected = [
         ("kemkeypair", 1),
         ("signaturekeypair", 1),
@@ -484,4 +541,61 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
 
     operator.abort();
     eprintln!("e2e: total {:.1} s", total.elapsed().as_secs_f64());
+}
+
+/// Two replicas with leader election: only the Lease holder reconciles; when it dies without
+/// releasing the Lease, the other takes over once the Lease expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_election_runs_one_replica_at_a_time() {
+    let started = Instant::now();
+    let cp = ControlPlane::builder().start().await.unwrap();
+    let client = cp.client();
+    install_crds(&client).await;
+    create_namespaces(&client).await;
+    apply_rbac(&client).await;
+    let sa_client = operator_client(&cp).await;
+    let replica = |identity: &str| {
+        let ctx = Context::new(sa_client.clone(), Config::default());
+        let elector = LeaderElector::new(
+            sa_client.clone(),
+            LeaseConfig {
+                namespace: "qubesec-system".into(),
+                name: "qubesec-operator".into(),
+                identity: identity.into(),
+                duration: Duration::from_secs(3),
+                retry_every: Duration::from_millis(500),
+            },
+        );
+        let run_ctx = ctx.clone();
+        let task = tokio::spawn(async move {
+            elector.run(move || qubesec_operator::controllers::run(run_ctx.clone())).await;
+        });
+        (task, ctx)
+    };
+    let (a_task, a) = replica("replica-a");
+    let (b_task, b) = replica("replica-b");
+    let rand: Api<QuantumRandomNumber> = Api::namespaced(client.clone(), NS);
+    let create = |name: &str| {
+        serde_json::from_value::<QuantumRandomNumber>(manifest("QuantumRandomNumber", name, json!({}))).unwrap()
+    };
+    let ready = |r: &QuantumRandomNumber| is_ready(r.status.as_ref().map(|s| &s.common), r.metadata.generation);
+    rand.create(&PostParams::default(), &create("first")).await.unwrap();
+    wait_for(&rand, "first", "Ready", ready).await;
+    let (a_n, b_n) = (a.metrics.count("randomnumber", "success"), b.metrics.count("randomnumber", "success"));
+    assert!((a_n > 0) != (b_n > 0), "exactly one replica reconciles (a: {a_n}, b: {b_n})");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "qubesec-system");
+    let holder = leases.get("qubesec-operator").await.unwrap().spec.unwrap().holder_identity.unwrap();
+    let (leader, follower, follower_ctx) = if a_n > 0 { (a_task, b_task, b) } else { (b_task, a_task, a) };
+    assert_eq!(holder, if a_n > 0 { "replica-a" } else { "replica-b" });
+    // The leader dies without giving the Lease back; the follower waits for it to expire.
+    leader.abort();
+    let _ = leader.await;
+    rand.create(&PostParams::default(), &create("second")).await.unwrap();
+    wait_for(&rand, "second", "Ready after failover", ready).await;
+    assert!(follower_ctx.metrics.count("randomnumber", "success") > 0, "the follower never took over");
+    let spec = leases.get("qubesec-operator").await.unwrap().spec.unwrap();
+    assert_ne!(spec.holder_identity.unwrap(), holder);
+    assert_eq!(spec.lease_transitions, Some(1));
+    follower.abort();
+    eprintln!("e2e leader election: {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -1,0 +1,149 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease: several replicas run,
+//! one reconciles. The holder renews the lease; another replica takes it over
+//! once it has not been renewed for its duration. Updates carry the Lease's
+//! `resourceVersion`, so two replicas can never both win the same round.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::PostParams;
+use kube::{Api, Client};
+
+/// Where the lease lives, who we are, and its timing.
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    /// Namespace of the Lease.
+    pub namespace: String,
+    /// Name of the Lease.
+    pub name: String,
+    /// This replica's identity (the pod name).
+    pub identity: String,
+    /// How long a lease stays valid without renewal.
+    pub duration: Duration,
+    /// How often the holder renews (and others retry); well below `duration`.
+    pub retry_every: Duration,
+}
+
+/// Competes for a Lease and runs work only while holding it.
+#[derive(Clone, Debug)]
+pub struct LeaderElector {
+    api: Api<Lease>,
+    config: LeaseConfig,
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.is_conflict() || s.is_already_exists())
+}
+
+impl LeaderElector {
+    /// An elector over `client`.
+    pub fn new(client: Client, config: LeaseConfig) -> Self {
+        Self { api: Api::namespaced(client, &config.namespace), config }
+    }
+
+    fn spec(&self, now: Timestamp, previous: Option<&LeaseSpec>) -> LeaseSpec {
+        let mine = previous.and_then(|p| p.holder_identity.as_deref()) == Some(self.config.identity.as_str());
+        let transitions = previous.and_then(|p| p.lease_transitions).unwrap_or(0);
+        LeaseSpec {
+            holder_identity: Some(self.config.identity.clone()),
+            lease_duration_seconds: Some(i32::try_from(self.config.duration.as_secs().max(1)).unwrap_or(i32::MAX)),
+            acquire_time: if mine { previous.and_then(|p| p.acquire_time.clone()) } else { Some(MicroTime(now)) },
+            renew_time: Some(MicroTime(now)),
+            lease_transitions: Some(if mine || previous.is_none() {
+                transitions
+            } else {
+                transitions.saturating_add(1)
+            }),
+            ..LeaseSpec::default()
+        }
+    }
+
+    /// One round: takes the lease if it is free, expired or already ours, and renews it.
+    /// `Ok(false)` when another replica holds it (or won this round).
+    ///
+    /// # Errors
+    /// API errors other than a lost race.
+    pub async fn try_acquire(&self) -> Result<bool, kube::Error> {
+        let now = Timestamp::now();
+        let Some(lease) = self.api.get_opt(&self.config.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.config.name.clone()),
+                    namespace: Some(self.config.namespace.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(self.spec(now, None)),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(e) if is_conflict(&e) => Ok(false),
+                Err(e) => Err(e),
+            };
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        let mine = spec.holder_identity.as_deref() == Some(self.config.identity.as_str());
+        let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
+            (Some(t), Some(secs)) => {
+                t.0.checked_add(SignedDuration::from_secs(i64::from(secs))).map_or(true, |until| until < now)
+            }
+            _ => true,
+        };
+        if !mine && !expired && spec.holder_identity.is_some() {
+            return Ok(false);
+        }
+        let mut next = lease;
+        next.spec = Some(self.spec(now, Some(&spec)));
+        match self.api.replace(&self.config.name, &PostParams::default(), &next).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conflict(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `work` whenever this replica holds the lease, and stops it (drops it) as soon as the
+    /// lease is lost: another holder, or no successful renewal for a lease duration. Dropping the
+    /// returned future stops `work` too. Never returns on its own.
+    pub async fn run<F, Fut>(&self, work: F)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        loop {
+            loop {
+                match self.try_acquire().await {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "leader election: could not read or take the lease"),
+                }
+                tokio::time::sleep(self.config.retry_every).await;
+            }
+            tracing::info!(identity = %self.config.identity, lease = %self.config.name, "became the leader");
+            tokio::select! {
+                () = work() => tracing::warn!("the controllers stopped while leading"),
+                () = self.hold() => {
+                    tracing::warn!(identity = %self.config.identity, "lost the lease; stopping the controllers");
+                }
+            }
+        }
+    }
+
+    /// Renews the lease until it is lost.
+    async fn hold(&self) {
+        let mut renewed = Instant::now();
+        loop {
+            tokio::time::sleep(self.config.retry_every).await;
+            match self.try_acquire().await {
+                Ok(true) => renewed = Instant::now(),
+                Ok(false) => return,
+                Err(e) if renewed.elapsed() >= self.config.duration => {
+                    tracing::warn!(error = %e, "leader election: lease expired without renewal");
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "leader election: renewal failed, retrying"),
+            }
+        }
+    }
+}
