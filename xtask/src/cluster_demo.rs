@@ -272,6 +272,7 @@ async fn wait_ready(
 ) -> anyhow::Result<Vec<serde_json::Value>> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let started = Instant::now();
+    let mut last_ready = usize::MAX;
     loop {
         op.check(op_log)?;
         plugin.check(kms_log)?;
