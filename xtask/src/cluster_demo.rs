@@ -287,19 +287,16 @@ async fn wait_ready(
             statuses.push(status);
         }
         let ready = samples.len() - waiting.len();
-        print!(
-            "\r  {:>5.1} s  Ready {ready}/{}  {:<60}",
-            started.elapsed().as_secs_f64(),
-            samples.len(),
-            waiting.join(" ")
-        );
-        let _ = std::io::stdout().flush();
+        if ready != last_ready {
+            let rest = if waiting.is_empty() { String::new() } else { format!("  (waiting: {})", waiting.join(", ")) };
+            println!("  {:>5.1} s  Ready {ready}/{}{rest}", started.elapsed().as_secs_f64(), samples.len());
+            let _ = std::io::stdout().flush();
+            last_ready = ready;
+        }
         if waiting.is_empty() {
-            println!();
             return Ok(statuses);
         }
         if Instant::now() > deadline {
-            println!();
             let detail: BTreeMap<&str, String> = samples
                 .iter()
                 .zip(&statuses)
