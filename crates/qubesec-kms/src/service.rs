@@ -21,13 +21,21 @@ use crate::pb;
 /// The KMS API version Status reports.
 pub const API_VERSION: &str = "v2";
 
-/// A validated Encrypt request.
-#[derive(Debug)]
+/// A validated Encrypt request. `Debug` shows the plaintext's length only.
 pub struct EncryptInput {
     /// The DEK seed (wiped on drop).
     pub plaintext: Zeroizing<Vec<u8>>,
     /// The apiserver's request uid (for logs).
     pub uid: String,
+}
+
+impl std::fmt::Debug for EncryptInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptInput")
+            .field("plaintext", &format_args!("<{} bytes redacted>", self.plaintext.len()))
+            .field("uid", &self.uid)
+            .finish()
+    }
 }
 
 impl TryFrom<pb::EncryptRequest> for EncryptInput {
@@ -178,5 +186,19 @@ impl<B: Backend> pb::key_management_service_server::KeyManagementService for Kms
         }
         .await;
         self.finish("Decrypt", started, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encrypt_input_debug_redacts_the_dek_seed() {
+        let input =
+            EncryptInput::try_from(pb::EncryptRequest { plaintext: vec![0xAB; 32], uid: "u-1".into() }).unwrap();
+        let text = format!("{input:?}");
+        assert!(text.contains("<32 bytes redacted>") && text.contains("u-1"), "{text}");
+        assert!(!text.contains("171") && !text.to_lowercase().contains("ab, "), "{text}");
     }
 }
