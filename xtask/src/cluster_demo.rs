@@ -187,7 +187,7 @@ async fn demo(dir: &Path, kms: &Path, operator: &Path, cli: &Path, keep: bool) -
     let op_metrics = format!("127.0.0.1:{}", free_port()?);
     let mut op = spawn(
         operator,
-        &["--metrics-addr", &op_metrics],
+        &["--metrics-addr", &op_metrics, "--leader-elect", "--lease-namespace", NAMESPACE],
         &[("KUBECONFIG", cp.kubeconfig_path())],
         &op_log,
         "qubesec-operator",
@@ -207,6 +207,7 @@ async fn demo(dir: &Path, kms: &Path, operator: &Path, cli: &Path, keep: bool) -
         println!("{:<26} {:<20} {:<8} {fp}", sample.ar.kind, sample.name, "True");
     }
     report(&client, &cp, dir, cli).await?;
+    operator_report(&client, &op_metrics).await?;
     println!("\ndemo passed in {:.0} s; logs and files in {}", started.elapsed().as_secs_f64(), dir.display());
 
     if keep {
@@ -365,6 +366,64 @@ async fn report(client: &kube::Client, cp: &ControlPlane, dir: &Path, cli: &Path
         raw[..raw.len().min(48)].iter().map(|&b| if b.is_ascii_graphic() { char::from(b) } else { '.' }).collect();
     println!("{shown}...  ({} bytes; prefix k8s:enc:kms:v2:qubesec:, no plaintext key bytes)", raw.len());
     Ok(())
+}
+
+/// Rotation schedule, leader Lease and a few named metric series of the running operator.
+async fn operator_report(client: &kube::Client, metrics_addr: &str) -> anyhow::Result<()> {
+    println!("\n-- Rotation (alice-kem rotates every 720h, keeping 3 retired public keys)");
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("qubesec.io", "v1", "QuantumKEMKeyPair"),
+        "quantumkemkeypairs",
+    );
+    let kp = Api::<DynamicObject>::namespaced_with(client.clone(), NAMESPACE, &ar).get("alice-kem").await?;
+    let status = &kp.data["status"];
+    let field = |k: &str| status[k].as_str().map_or_else(|| status[k].to_string(), str::to_owned);
+    println!(
+        "alice-kem: revision {}, created {}, next rotation {}",
+        field("revision"),
+        field("createdAt"),
+        field("nextRotationTime")
+    );
+
+    println!("\n-- Operator (leader election and metrics)");
+    let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), NAMESPACE)
+        .get("qubesec-operator")
+        .await?;
+    let holder = lease.spec.and_then(|s| s.holder_identity).unwrap_or_default();
+    println!("Lease {NAMESPACE}/qubesec-operator held by {holder}");
+    let text = http_get(metrics_addr, "/metrics").await?;
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(series))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
+    let expiry = value("qubesec_certificate_expiry_timestamp_seconds{namespace=\"default\",name=\"api-tls\"}");
+    ensure!(expiry > now, "no certificate expiry series for api-tls in the operator's /metrics");
+    println!("qubesec_reconciles_total (all kinds and outcomes): {}", value("qubesec_reconciles_total{kind=") as u64);
+    println!(
+        "qubesec_crypto_operation_duration_seconds: {} operations timed",
+        value("qubesec_crypto_operation_duration_seconds_count") as u64
+    );
+    println!(
+        "qubesec_certificate_expiry_timestamp_seconds{{name=\"api-tls\"}}: in {:.0} days",
+        (expiry - now) / 86400.0
+    );
+    println!("qubesec_leader: {}", value("qubesec_leader"));
+    Ok(())
+}
+
+/// `GET path` over plain HTTP/1.1; the body of a 200 answer.
+async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await?;
+    let (head, body) = buf.split_once("\r\n\r\n").context("malformed HTTP answer")?;
+    ensure!(head.starts_with("HTTP/1.1 200"), "GET {path}: {}", head.lines().next().unwrap_or_default());
+    Ok(body.to_owned())
 }
 
 /// `sha256:<hex>` of some bytes, the project's fingerprint notation.

@@ -1,9 +1,7 @@
 //! What every controller shares: the client, the operator's configuration, the event recorder and metrics.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -11,6 +9,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Category, Error, Result};
+pub use crate::metrics::Metrics;
 
 /// The field manager for every server-side apply, and the Event reporter.
 pub const MANAGER: &str = "qubesec-operator";
@@ -22,60 +21,6 @@ pub struct Config {
     pub allow_cross_namespace_refs: bool,
     /// Watch only this namespace (single-namespace mode); `None` watches all.
     pub namespace: Option<String>,
-}
-
-/// Counters and gauges, rendered in the Prometheus text format.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    reconciles: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    durations: Mutex<BTreeMap<&'static str, (u64, f64)>>,
-    cert_expiry: Mutex<BTreeMap<String, i64>>,
-}
-
-impl Metrics {
-    /// Counts one reconcile of `kind` with `outcome` (`success`, `pending`, or an error category).
-    pub fn reconciled(&self, kind: &'static str, outcome: &'static str, took: Duration) {
-        *self.reconciles.lock().unwrap_or_else(PoisonError::into_inner).entry((kind, outcome)).or_default() += 1;
-        let mut d = self.durations.lock().unwrap_or_else(PoisonError::into_inner);
-        let e = d.entry(kind).or_default();
-        e.0 += 1;
-        e.1 += took.as_secs_f64();
-    }
-
-    /// Records a certificate's notAfter (Unix seconds).
-    pub fn certificate_expiry(&self, namespace: &str, name: &str, not_after_unix: i64) {
-        self.cert_expiry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(format!("{namespace}/{name}"), not_after_unix);
-    }
-
-    /// How many reconciles of `kind` ended with `outcome`.
-    pub fn count(&self, kind: &'static str, outcome: &'static str) -> u64 {
-        self.reconciles.lock().unwrap_or_else(PoisonError::into_inner).get(&(kind, outcome)).copied().unwrap_or(0)
-    }
-
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP qubesec_reconciles_total Reconciles by kind and outcome.\n");
-        out.push_str("# TYPE qubesec_reconciles_total counter\n");
-        for ((kind, outcome), n) in self.reconciles.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-            let _ = writeln!(out, "qubesec_reconciles_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}");
-        }
-        out.push_str("# HELP qubesec_reconcile_duration_seconds Time spent reconciling, by kind.\n");
-        out.push_str("# TYPE qubesec_reconcile_duration_seconds summary\n");
-        for (kind, (n, sum)) in self.durations.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-            let _ = writeln!(out, "qubesec_reconcile_duration_seconds_count{{kind=\"{kind}\"}} {n}");
-            let _ = writeln!(out, "qubesec_reconcile_duration_seconds_sum{{kind=\"{kind}\"}} {sum}");
-        }
-        out.push_str("# HELP qubesec_certificate_expiry_timestamp_seconds notAfter of each QuantumCertificate.\n");
-        out.push_str("# TYPE qubesec_certificate_expiry_timestamp_seconds gauge\n");
-        for (name, t) in self.cert_expiry.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-            let _ = writeln!(out, "qubesec_certificate_expiry_timestamp_seconds{{certificate=\"{name}\"}} {t}");
-        }
-        out
-    }
 }
 
 /// Shared state of all controllers.

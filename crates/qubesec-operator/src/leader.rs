@@ -4,6 +4,7 @@
 //! `resourceVersion`, so two replicas can never both win the same round.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
@@ -27,11 +28,21 @@ pub struct LeaseConfig {
     pub retry_every: Duration,
 }
 
+/// Called with `true` on becoming the leader and `false` on losing the lease.
+type Observer = Arc<dyn Fn(bool) + Send + Sync>;
+
 /// Competes for a Lease and runs work only while holding it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LeaderElector {
     api: Api<Lease>,
     config: LeaseConfig,
+    observer: Option<Observer>,
+}
+
+impl std::fmt::Debug for LeaderElector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderElector").field("config", &self.config).finish_non_exhaustive()
+    }
 }
 
 fn is_conflict(e: &kube::Error) -> bool {
@@ -41,7 +52,45 @@ fn is_conflict(e: &kube::Error) -> bool {
 impl LeaderElector {
     /// An elector over `client`.
     pub fn new(client: Client, config: LeaseConfig) -> Self {
-        Self { api: Api::namespaced(client, &config.namespace), config }
+        Self { api: Api::namespaced(client, &config.namespace), config, observer: None }
+    }
+
+    /// Calls `f(true)` whenever this replica becomes the leader and `f(false)` when it stops leading.
+    #[must_use]
+    pub fn observe(mut self, f: impl Fn(bool) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(f));
+        self
+    }
+
+    fn notify(&self, leading: bool) {
+        if let Some(f) = &self.observer {
+            f(leading);
+        }
+    }
+
+    /// Gives the lease up if this replica holds it, so another replica takes over at once instead
+    /// of after the lease duration. Call it after the work has stopped (on shutdown).
+    ///
+    /// # Errors
+    /// API errors; a lease that is gone or held by another replica is not an error.
+    pub async fn release(&self) -> Result<(), kube::Error> {
+        self.notify(false);
+        let Some(mut lease) = self.api.get_opt(&self.config.name).await? else { return Ok(()) };
+        let Some(spec) = lease.spec.as_mut() else { return Ok(()) };
+        if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        match self.api.replace(&self.config.name, &PostParams::default(), &lease).await {
+            Ok(_) => {
+                tracing::info!(identity = %self.config.identity, lease = %self.config.name, "released the lease");
+                Ok(())
+            }
+            Err(e) if is_conflict(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn spec(&self, now: Timestamp, previous: Option<&LeaseSpec>) -> LeaseSpec {
@@ -121,12 +170,14 @@ impl LeaderElector {
                 tokio::time::sleep(self.config.retry_every).await;
             }
             tracing::info!(identity = %self.config.identity, lease = %self.config.name, "became the leader");
+            self.notify(true);
             tokio::select! {
                 () = work() => tracing::warn!("the controllers stopped while leading"),
                 () = self.hold() => {
                     tracing::warn!(identity = %self.config.identity, "lost the lease; stopping the controllers");
                 }
             }
+            self.notify(false);
         }
     }
 

@@ -5,7 +5,9 @@ pub mod controllers;
 pub mod crd;
 pub mod duration;
 pub mod error;
+pub mod http;
 pub mod leader;
+pub mod metrics;
 pub mod outputs;
 pub mod reconcile;
 

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -10,7 +9,6 @@ use std::time::Duration;
 
 use qubesec_operator::leader::{LeaderElector, LeaseConfig};
 use qubesec_operator::{Config, Context};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser)]
 #[command(name = "qubesec-operator", version, about = "Post-quantum custom resources for Kubernetes")]
@@ -70,37 +68,70 @@ async fn main() -> anyhow::Result<()> {
     let ctx = Context::new(client, config);
     let listener = tokio::net::TcpListener::bind(cli.metrics_addr).await.context("binding the metrics address")?;
     tracing::info!(addr = %cli.metrics_addr, "qubesec-operator starting");
+    let elector = cli.leader_elect.then(|| {
+        let config = LeaseConfig {
+            namespace: cli
+                .lease_namespace
+                .clone()
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .unwrap_or_else(|| "qubesec-system".to_owned()),
+            name: cli.lease_name.clone(),
+            identity: std::env::var("POD_NAME").unwrap_or_else(|_| format!("qubesec-operator-{}", std::process::id())),
+            duration: Duration::from_secs(15),
+            retry_every: Duration::from_secs(4),
+        };
+        let metrics_ctx = ctx.clone();
+        LeaderElector::new(ctx.client.clone(), config).observe(move |leading| metrics_ctx.metrics.set_leader(leading))
+    });
     let controllers = {
         let ctx = ctx.clone();
-        let leader = cli.leader_elect.then(|| {
-            let config = LeaseConfig {
-                namespace: cli
-                    .lease_namespace
-                    .clone()
-                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
-                    .unwrap_or_else(|| "qubesec-system".to_owned()),
-                name: cli.lease_name.clone(),
-                identity: std::env::var("POD_NAME")
-                    .unwrap_or_else(|_| format!("qubesec-operator-{}", std::process::id())),
-                duration: Duration::from_secs(15),
-                retry_every: Duration::from_secs(4),
-            };
-            LeaderElector::new(ctx.client.clone(), config)
-        });
+        let elector = elector.clone();
         async move {
-            match leader {
+            match elector {
                 Some(elector) => {
                     let ctx = ctx.clone();
                     elector.run(move || qubesec_operator::controllers::run(ctx.clone())).await;
                 }
-                None => qubesec_operator::controllers::run(ctx).await,
+                None => {
+                    ctx.metrics.set_leader(true);
+                    qubesec_operator::controllers::run(ctx).await;
+                }
             }
         }
     };
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(qubesec_operator::http::serve(listener, ctx.clone(), async {
+        let _ = http_stopped.await;
+    }));
     tokio::select! {
-        () = controllers => {}
-        r = serve(listener, ctx) => r?,
-        r = tokio::signal::ctrl_c() => { r?; tracing::info!("shutting down"); }
+        () = controllers => tracing::warn!("the controllers stopped"),
+        r = shutdown_signal() => {
+            r?;
+            tracing::info!("shutting down: stopping the controllers");
+        }
+    }
+    // The controllers are dropped here; give the Lease back so another replica takes over at once.
+    if let Some(elector) = &elector
+        && let Err(e) = elector.release().await
+    {
+        tracing::warn!(error = %e, "could not release the lease; another replica takes over when it expires");
+    }
+    let _ = stop_http.send(());
+    match http.await {
+        Ok(r) => r.context("serving /metrics")?,
+        Err(e) => tracing::warn!(error = %e, "the metrics server task failed"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (what the kubelet sends) or Ctrl-C.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
     }
     Ok(())
 }
@@ -122,32 +153,4 @@ fn crds(out_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A tiny HTTP/1.1 endpoint: `/metrics`, `/healthz` (process up), `/readyz` (an API server round trip).
-async fn serve(listener: tokio::net::TcpListener, ctx: Arc<Context>) -> anyhow::Result<()> {
-    loop {
-        let (mut stream, _) = listener.accept().await?;
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = stream.read(&mut buf).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let (code, body) = match path {
-                "/metrics" => ("200 OK", ctx.metrics.render()),
-                "/healthz" => ("200 OK", "ok\n".to_owned()),
-                "/readyz" => match ctx.client.apiserver_version().await {
-                    Ok(_) => ("200 OK", "ok\n".to_owned()),
-                    Err(e) => ("503 Service Unavailable", format!("{e}\n")),
-                },
-                _ => ("404 Not Found", "not found\n".to_owned()),
-            };
-            let resp = format!(
-                "HTTP/1.1 {code}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(resp.as_bytes()).await;
-        });
-    }
 }

@@ -148,6 +148,7 @@ pub async fn finish<K: Managed, S: Serialize>(
         Err(err) => {
             let category = err.category();
             ctx.metrics.reconciled(K::KIND, Context::outcome_label(category), started.elapsed());
+            ctx.metrics.reconcile_error(K::KIND, category.label());
             tracing::warn!(kind = K::KIND, object = %key, category = category.label(), error = %err, "reconcile failed");
             let phase = if category == Category::Transient { Phase::Pending } else { Phase::Failed };
             let state = State { phase, ready: false, reason: err.reason(), message: err.to_string() };

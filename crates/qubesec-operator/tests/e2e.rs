@@ -91,10 +91,14 @@ async fn apply_samples(client: &Client) -> Vec<(String, String)> {
     applied
 }
 
-/// Applies `deploy/operator/rbac.yaml` (the operator's ClusterRole and its binding).
+/// Applies the cluster-wide RBAC of `deploy/kustomize/`: the operator's ClusterRole and its binding
+/// (`components/cluster-wide/rbac.yaml`), and the leader-election Role and RoleBinding in
+/// `qubesec-system` (`base/leader-election.yaml`).
 async fn apply_rbac(client: &Client) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/operator/rbac.yaml");
-    let text = std::fs::read_to_string(path).unwrap();
+    let kustomize = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kustomize");
+    let text = ["components/cluster-wide/rbac.yaml", "base/leader-election.yaml"]
+        .map(|file| std::fs::read_to_string(kustomize.join(file)).unwrap())
+        .join("\n---\n");
     let pp = PatchParams::apply("e2e");
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let v = serde_json::Value::deserialize(doc).unwrap();
@@ -118,13 +122,13 @@ async fn apply_rbac(client: &Client) {
                 let ns = o.metadata.namespace.clone().unwrap();
                 Api::<RoleBinding>::namespaced(client.clone(), &ns).patch(&name, &pp, &Patch::Apply(&o)).await.unwrap();
             }
-            other => panic!("unexpected kind {other} in rbac.yaml"),
+            other => panic!("unexpected kind {other} in the RBAC manifests"),
         }
     }
 }
 
 /// A client that acts as the operator's ServiceAccount, so the operator runs with exactly the
-/// permissions `deploy/operator/rbac.yaml` grants.
+/// permissions the cluster-wide RBAC in `deploy/kustomize/` grants (see [`apply_rbac`]).
 async fn operator_client(cp: &ControlPlane) -> Client {
     let kubeconfig = Kubeconfig::read_from(cp.kubeconfig_path()).unwrap();
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
@@ -233,6 +237,45 @@ print(",".join(san.get_values_for_type(x509.DNSName)))
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "api.example.com");
 }
 
+/// `GET path` from an HTTP endpoint: (status line, body).
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// Serves the operator's `/metrics`, `/healthz` and `/readyz` on an ephemeral port.
+async fn serve_http(ctx: &Arc<Context>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(qubesec_operator::http::serve(listener, ctx.clone(), std::future::pending()));
+    addr
+}
+
+/// The value of the series `name` whose labels include every `labels` pair, from an exposition.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, label_text) = series.split_once('{').map_or((series, ""), |(m, l)| (m, l.trim_end_matches('}')));
+        let wanted = labels.iter().all(|(k, v)| label_text.split(',').any(|p| p == format!("{k}=\"{v}\"")));
+        (metric == name && wanted).then(|| value.parse().ok()).flatten()
+    })
+}
+
+fn unix(rfc3339: &str) -> f64 {
+    rfc3339.parse::<jiff::Timestamp>().unwrap().as_second() as f64
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
 fn step(t: &mut Instant, what: &str) {
     eprintln!("e2e: {what}: {:.1} s", t.elapsed().as_secs_f64());
     *t = Instant::now();
@@ -254,7 +297,8 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
     let sa_client = operator_client(&cp).await;
     let denied = Api::<Namespace>::all(sa_client.clone()).list(&ListParams::default()).await;
     assert!(denied.is_err(), "the impersonated operator client is not restricted");
-    let (operator, _ctx) = start_operator(&sa_client);
+    let (operator, first_ctx) = start_operator(&sa_client);
+    let metrics_addr = serve_http(&first_ctx).await;
     let applied = apply_samples(&client).await;
     assert_eq!(applied.len(), 11, "{applied:?}");
     for (kind, name) in &applied {
@@ -307,6 +351,84 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
     assert_eq!(cert_status.serial_number.unwrap(), chain[0].serial_hex());
     assert!(cert_status.renewal_time.is_some() && cert_status.not_after.is_some());
     step(&mut t, "key exchange and certificate checks");
+
+    // 3a. The metrics after the sample flows: every kind reconciled, every crypto operation timed,
+    // certificate expiry/renewal and key creation timestamps matching the statuses.
+    let cross: QuantumEncapsulateSecret = serde_json::from_value(manifest(
+        "QuantumEncapsulateSecret",
+        "cross-ns",
+        json!({"publicKeyRef": {"kind": "QuantumKEMKeyPair", "name": "alice-kem", "namespace": "qubesec-system"}}),
+    ))
+    .unwrap();
+    encap.create(&PostParams::default(), &cross).await.unwrap();
+    wait_for(&encap, "cross-ns", "Failed", |e| {
+        e.status.as_ref().and_then(|s| s.common.ready()).is_some_and(|c| c.reason == "CrossNamespaceRefDenied")
+    })
+    .await;
+    encap.delete("cross-ns", &DeleteParams::default()).await.unwrap();
+    assert_eq!(http_get(metrics_addr, "/healthz").await.0, "HTTP/1.1 200 OK");
+    assert_eq!(http_get(metrics_addr, "/readyz").await.0, "HTTP/1.1 200 OK");
+    let (code, text) = http_get(metrics_addr, "/metrics").await;
+    assert_eq!(code, "HTTP/1.1 200 OK");
+    let get = |name: &str, labels: &[(&str, &str)]| {
+        sample(&text, name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in /metrics:\n{text}"))
+    };
+    for kind in [
+        "kemkeypair",
+        "signaturekeypair",
+        "randomnumber",
+        "encapsulatesecret",
+        "decapsulatesecret",
+        "derivedkey",
+        "signmessage",
+        "verifysignature",
+        "certificate",
+    ] {
+        let ok = get("qubesec_reconciles_total", &[("kind", kind), ("outcome", "success")]);
+        assert!(ok >= 1.0, "{kind}: {ok} successful reconciles");
+        let n = get("qubesec_reconcile_duration_seconds_count", &[("kind", kind)]);
+        let sum = get("qubesec_reconcile_duration_seconds_sum", &[("kind", kind)]);
+        assert!(n >= ok && sum > 0.0 && sum / n < 30.0, "{kind}: {n} reconciles took {sum} s in all");
+    }
+    let errors = get("qubesec_reconcile_errors_total", &[("kind", "encapsulatesecret"), ("category", "user")]);
+    assert!(errors >= 1.0, "the cross-namespace reference was not counted as a user error");
+    for (operation, algorithm, exactly) in [
+        ("keygen", "ML-KEM-768", Some(1.0)),
+        ("keygen", "ML-DSA-87", Some(1.0)),
+        ("encapsulate", "ML-KEM-768", None),
+        ("decapsulate", "ML-KEM-768", None),
+        ("sign", "ML-DSA-65", Some(1.0)),
+        ("verify", "ML-DSA-65", None),
+        ("derive", "HKDF-SHA-256", None),
+        ("random", "os-csprng", Some(1.0)),
+        ("certificate-issue", "ML-DSA-87", Some(2.0)),
+    ] {
+        let labels = [("operation", operation), ("algorithm", algorithm)];
+        let n = get("qubesec_crypto_operation_duration_seconds_count", &labels);
+        let sum = get("qubesec_crypto_operation_duration_seconds_sum", &labels);
+        match exactly {
+            Some(want) => assert_eq!(n, want, "{operation} {algorithm} ran {n} times"),
+            None => assert!(n >= 1.0, "{operation} {algorithm} never ran"),
+        }
+        assert!(sum > 0.0 && sum / n < 5.0, "{operation} {algorithm}: {n} operations took {sum} s");
+    }
+    let cert_status = certs.get("api-tls").await.unwrap().status.unwrap();
+    let labels = [("namespace", NS), ("name", "api-tls")];
+    let expiry = get("qubesec_certificate_expiry_timestamp_seconds", &labels);
+    assert_eq!(expiry, unix(cert_status.not_after.as_deref().unwrap()));
+    assert!((expiry - now_unix() - 2160.0 * 3600.0).abs() < 600.0, "api-tls expires at {expiry}, not in 90 days");
+    let renewal = get("qubesec_certificate_renewal_timestamp_seconds", &labels);
+    assert_eq!(renewal, unix(cert_status.renewal_time.as_deref().unwrap()));
+    assert_eq!(expiry - renewal, 720.0 * 3600.0, "renewal is not renewBefore (720h) ahead of notAfter");
+    let kem_status = kp.get("alice-kem").await.unwrap().status.unwrap();
+    let created = get(
+        "qubesec_key_created_timestamp_seconds",
+        &[("kind", "kemkeypair"), ("namespace", NS), ("name", "alice-kem"), ("algorithm", "ML-KEM-768")],
+    );
+    assert_eq!(created, unix(kem_status.created_at.as_deref().unwrap()));
+    let age = now_unix() - created;
+    assert!((0.0..300.0).contains(&age), "alice-kem's key is {age} s old");
+    step(&mut t, "metrics scraped");
 
     // 3b. A short-lived certificate is renewed at its renewal time, keeping its key.
     let short: QuantumCertificate = serde_json::from_value(manifest(
@@ -434,7 +556,7 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
         assert!(
             Instant::now() < deadline,
             "restarted operator did not reconcile everything:\n{}",
-            ctx.metrics.render()
+            ctx.metrics.encode()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -597,5 +719,220 @@ async fn leader_election_runs_one_replica_at_a_time() {
     assert_ne!(spec.holder_identity.unwrap(), holder);
     assert_eq!(spec.lease_transitions, Some(1));
     follower.abort();
+    let _ = follower.await;
+
+    // A clean shutdown gives the Lease back: with a 60 s lease, the other replica takes it at once.
+    let elector = |identity: &str| {
+        LeaderElector::new(
+            sa_client.clone(),
+            LeaseConfig {
+                namespace: "qubesec-system".into(),
+                name: "handover".into(),
+                identity: identity.into(),
+                duration: Duration::from_secs(60),
+                retry_every: Duration::from_secs(5),
+            },
+        )
+    };
+    let (c, d) = (elector("replica-c"), elector("replica-d"));
+    assert!(c.try_acquire().await.unwrap(), "replica-c could not take a free lease");
+    assert!(!d.try_acquire().await.unwrap(), "replica-d took a lease replica-c holds");
+    d.release().await.unwrap();
+    let held = leases.get("handover").await.unwrap().spec.unwrap();
+    assert_eq!(held.holder_identity.as_deref(), Some("replica-c"), "a non-holder's release changed the lease");
+    c.release().await.unwrap();
+    let released = leases.get("handover").await.unwrap().spec.unwrap();
+    assert_eq!(released.holder_identity, None, "release left a holder");
+    assert!(d.try_acquire().await.unwrap(), "replica-d could not take the released lease");
+    let spec = leases.get("handover").await.unwrap().spec.unwrap();
+    assert_eq!((spec.holder_identity.as_deref(), spec.lease_transitions), (Some("replica-d"), Some(1)));
     eprintln!("e2e leader election: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+fn ready<K: qubesec_operator::reconcile::Managed>(o: &K) -> bool {
+    is_ready(o.common_status(), kube::Resource::meta(o).generation)
+}
+
+/// Rotation policies: a KEM key pair rotating every 10 s keeps its last two keys in status and
+/// in the ConfigMap, an encapsulation follows it, a certificate follows its rotating signature
+/// key pair, and a certificate with `rotation.every` and `rotationPolicy: Always` re-issues with
+/// new keys; removing the schedule stops the rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_policies_rotate_keep_history_and_dependants_follow() {
+    let started = Instant::now();
+    let cp = ControlPlane::builder().start().await.unwrap();
+    let client = cp.client();
+    install_crds(&client).await;
+    create_namespaces(&client).await;
+    apply_rbac(&client).await;
+    let sa_client = operator_client(&cp).await;
+    let (operator, ctx) = start_operator(&sa_client);
+    let create = |kind: &str, name: &str, spec: serde_json::Value| {
+        let client = client.clone();
+        let obj: DynamicObject = serde_json::from_value(manifest(kind, name, spec)).unwrap();
+        let kind = kind.to_owned();
+        async move { dynamic(&client, &kind).create(&PostParams::default(), &obj).await.unwrap() }
+    };
+    create(
+        "QuantumKEMKeyPair",
+        "rotating",
+        json!({"algorithm": "ML-KEM-512", "rotation": {"every": "10s"}, "revisionHistoryLimit": 2}),
+    )
+    .await;
+    create(
+        "QuantumEncapsulateSecret",
+        "follower",
+        json!({"publicKeyRef": {"kind": "QuantumKEMKeyPair", "name": "rotating"}}),
+    )
+    .await;
+    create("QuantumSignatureKeyPair", "signer", json!({"algorithm": "ML-DSA-44", "rotation": {"every": "10s"}})).await;
+    create("QuantumCertificate", "signer-cert", json!({"subject": "CN=signer", "keyPairRef": {"name": "signer"}}))
+        .await;
+    create(
+        "QuantumCertificate",
+        "weekly",
+        json!({"subject": "CN=weekly", "rotation": {"every": "10s"}, "revisionHistoryLimit": 1,
+               "privateKey": {"algorithm": "ML-DSA-44", "rotationPolicy": "Always"}}),
+    )
+    .await;
+    // An invalid schedule is refused with the field named.
+    create("QuantumKEMKeyPair", "too-fast", json!({"rotation": {"every": "5s"}})).await;
+
+    // Watch the KEM key pair through four revisions, noting each revision's fingerprint.
+    let kp: Api<QuantumKEMKeyPair> = Api::namespaced(client.clone(), NS);
+    let mut seen = BTreeMap::new();
+    let deadline = Instant::now() + TIMEOUT;
+    let current = loop {
+        let k = kp.get("rotating").await.unwrap();
+        if let Some(s) = k.status.as_ref().filter(|_| ready(&k)) {
+            seen.insert(s.revision.unwrap(), s.fingerprint.clone().unwrap());
+            if s.revision.unwrap() >= 4 {
+                break s.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "no fourth revision; seen {seen:?}, last {k:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let rev = current.revision.unwrap();
+    assert_eq!(current.history.len(), 2, "revisionHistoryLimit 2: {:#?}", current.history);
+    for (i, h) in current.history.iter().enumerate() {
+        let want = rev - 1 - u32::try_from(i).unwrap();
+        assert_eq!(h.revision, want);
+        if let Some(fp) = seen.get(&want) {
+            assert_eq!(&h.fingerprint, fp, "history of revision {want}");
+        }
+        assert_ne!(Some(&h.fingerprint), current.fingerprint.as_ref());
+        assert!(unix(&h.retired_at) >= unix(h.created_at.as_deref().unwrap()));
+    }
+    assert_ne!(current.history[0].fingerprint, current.history[1].fingerprint);
+    let distinct: std::collections::BTreeSet<_> = seen.values().collect();
+    assert_eq!(distinct.len(), seen.len(), "a rotation reused a key: {seen:?}");
+    let created = unix(current.created_at.as_deref().unwrap());
+    assert_eq!(unix(current.next_rotation_time.as_deref().unwrap()) - created, 10.0);
+    // The ConfigMap publishes the retired public keys; the Secret remembers the previous fingerprint.
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), NS).get("rotating").await.unwrap();
+    let data = cm.data.unwrap();
+    let history_pem = data.get("public_key_history.pem").expect("no public_key_history.pem");
+    let published: Vec<String> = history_pem
+        .split_inclusive("-----END PUBLIC KEY-----\n")
+        .map(|b| {
+            let key = qubesec_core::PublicKey::from_pem(b.as_bytes()).unwrap();
+            qubesec_core::Fingerprint::of_public_key(&key).unwrap().to_string()
+        })
+        .collect();
+    let latest = kp.get("rotating").await.unwrap().status.unwrap();
+    let listed: Vec<String> = latest.history.iter().map(|h| h.fingerprint.clone()).collect();
+    if latest.revision == Some(rev) {
+        assert_eq!(published, listed, "ConfigMap history differs from status history");
+        let secret = Api::<Secret>::namespaced(client.clone(), NS).get("rotating").await.unwrap();
+        let meta: serde_json::Value = serde_json::from_slice(&secret_bytes(&secret, "metadata")).unwrap();
+        assert_eq!(meta["previousFingerprint"].as_str(), Some(listed[0].as_str()));
+    } else {
+        assert_eq!(published.len(), 2, "{published:?}");
+    }
+
+    // The encapsulation follows the rotating key.
+    let encap: Api<QuantumEncapsulateSecret> = Api::namespaced(client.clone(), NS);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let want = kp.get("rotating").await.unwrap().status.unwrap().fingerprint;
+        let e = encap.get("follower").await.unwrap();
+        if ready(&e)
+            && e.status.as_ref().and_then(|s| s.public_key_fingerprint.clone()) == want
+            && want != seen.get(&1).cloned()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the encapsulation never caught up with the rotated key");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The certificate on the rotating signature key pair is re-issued for each new key.
+    let certs: Api<QuantumCertificate> = Api::namespaced(client.clone(), NS);
+    let sig: Api<qubesec_operator::crd::QuantumSignatureKeyPair> = Api::namespaced(client.clone(), NS);
+    let cert = wait_for(&certs, "signer-cert", "re-issued for a rotated key", |c| {
+        c.status.as_ref().is_some_and(|s| !s.history.is_empty() && s.revision >= Some(2))
+    })
+    .await
+    .status
+    .unwrap();
+    assert_ne!(cert.history[0].fingerprint, cert.fingerprint.clone().unwrap(), "re-issued with the old key");
+    assert_ne!(cert.history[0].serial_number, cert.serial_number);
+    let signer_revision = sig.get("signer").await.unwrap().status.unwrap().revision.unwrap();
+    assert!(signer_revision >= 2, "the signer never rotated");
+    // The scheduled certificate re-issues with a new key, keeping one retired certificate.
+    let weekly =
+        wait_for(&certs, "weekly", "rotated twice", |c| c.status.as_ref().is_some_and(|s| s.revision >= Some(3)))
+            .await
+            .status
+            .unwrap();
+    assert_eq!(weekly.history.len(), 1, "revisionHistoryLimit 1: {:#?}", weekly.history);
+    assert_ne!(
+        weekly.history[0].fingerprint,
+        weekly.fingerprint.clone().unwrap(),
+        "rotationPolicy Always kept the key"
+    );
+    assert_ne!(weekly.history[0].certificate_fingerprint, weekly.certificate_fingerprint);
+    let renewal = unix(weekly.renewal_time.as_deref().unwrap());
+    let not_before = unix(weekly.not_before.as_deref().unwrap());
+    assert_eq!(renewal - not_before, 300.0 + 10.0, "renewal is not issue time + rotation.every");
+
+    // A too-short schedule fails with the field named.
+    let fast =
+        wait_for(&kp, "too-fast", "Failed", |k| k.status.as_ref().is_some_and(|s| s.common.error.is_some())).await;
+    let err = fast.status.unwrap().common.error.unwrap();
+    assert!(err.contains("spec.rotation.every") && err.contains("10s"), "{err}");
+
+    // Events and metrics record the rotations.
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    let rotated = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("KeyRotated")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("rotating")
+        })
+        .count();
+    assert!(rotated >= 1, "no KeyRotated event");
+    let text = ctx.metrics.encode();
+    let rotations = sample(&text, "qubesec_key_rotations_total", &[("kind", "kemkeypair")]).unwrap_or(0.0);
+    assert!(rotations >= 3.0, "{rotations} rotations counted:\n{text}");
+
+    // Removing the schedule stops the rotation.
+    kp.patch("rotating", &PatchParams::default(), &Patch::Merge(json!({"spec": {"rotation": null}}))).await.unwrap();
+    let stopped = wait_for(&kp, "rotating", "no next rotation", |k| {
+        ready(k) && k.status.as_ref().is_some_and(|s| s.next_rotation_time.is_none())
+    })
+    .await
+    .status
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after = kp.get("rotating").await.unwrap().status.unwrap();
+    assert_eq!(after.revision, stopped.revision, "it kept rotating without a schedule");
+    assert_eq!(after.fingerprint, stopped.fingerprint);
+    operator.abort();
+    eprintln!("e2e rotation: {:.1} s", started.elapsed().as_secs_f64());
 }

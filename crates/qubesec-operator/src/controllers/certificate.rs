@@ -14,15 +14,17 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use qubesec_core::x509::{
-    Certificate, CertificateParams, DistinguishedName, ExtendedKeyUsage, KeyUsage, SubjectAltName, SubjectPublicKey,
+    BACKDATE, Certificate, CertificateParams, DistinguishedName, ExtendedKeyUsage, KeyUsage, SubjectAltName,
+    SubjectPublicKey,
 };
 use qubesec_core::{PrivateKey, PublicKey, SigningKey};
 
+use super::keypair::rotation_period;
 use super::{log_result, owned_config, points_at, referrers, signing_key};
 use crate::context::Context;
 use crate::crd::{
-    CertificateStatus, QuantumCertificate, QuantumCertificateSpec, QuantumSignatureKeyPair, RotationPolicy, Usage,
-    is_ready,
+    CertificateStatus, QuantumCertificate, QuantumCertificateSpec, QuantumSignatureKeyPair, Revision, RotationPolicy,
+    Usage, is_ready, push_revision,
 };
 use crate::duration;
 use crate::error::{Error, Result};
@@ -142,6 +144,13 @@ fn params(spec: &QuantumCertificateSpec, validity: Duration) -> Result<Certifica
     Ok(p)
 }
 
+/// When `cert` is due: `renewBefore` ahead of notAfter, or `every` after it was issued, whichever is first.
+fn renewal_time(cert: &Certificate, renew_before: Duration, every: Option<Duration>) -> SystemTime {
+    let before_expiry = cert.not_after().checked_sub(renew_before).unwrap_or(SystemTime::UNIX_EPOCH);
+    let issued = cert.not_before().checked_add(BACKDATE).unwrap_or(before_expiry);
+    every.and_then(|e| issued.checked_add(e)).map_or(before_expiry, |t| t.min(before_expiry))
+}
+
 fn rfc3339(t: SystemTime) -> String {
     jiff::Timestamp::try_from(t).map(|t| t.to_string()).unwrap_or_default()
 }
@@ -170,7 +179,19 @@ pub(crate) async fn reconcile_inner(obj: &QuantumCertificate, ctx: &Context) -> 
         }
     };
     let issuer_fp = issuer.as_ref().map(|i| i.cert.fingerprint().to_string());
-    let digest = fingerprint(&serde_json::to_vec(spec).map_err(|e| Error::bug(e.to_string()))?);
+    let every = rotation_period(spec.rotation.as_ref())?;
+    // The schedule and the history limit do not change what a certificate says: not in the digest.
+    let issued_fields = QuantumCertificateSpec { rotation: None, revision_history_limit: None, ..spec.clone() };
+    let digest = fingerprint(&serde_json::to_vec(&issued_fields).map_err(|e| Error::bug(e.to_string()))?);
+    // With spec.keyPairRef, the key pair's current fingerprint: a rotation there re-issues here.
+    let wanted_key_fp = match &spec.key_pair_ref {
+        Some(r) => {
+            let kns = ctx.ref_namespace(&ns, "spec.keyPairRef", r.namespace.as_deref())?;
+            let kp = ctx.api::<QuantumSignatureKeyPair>(&kns).get_opt(&r.name).await?;
+            kp.and_then(|k| k.status).and_then(|s| s.fingerprint)
+        }
+        None => None,
+    };
     let existing = owned_secret(ctx, obj, &name).await?;
     let stored_cert =
         existing.as_ref().and_then(|s| secret_data(s, "tls.crt")).and_then(|p| Certificate::from_pem(p).ok());
@@ -187,7 +208,9 @@ pub(crate) async fn reconcile_inner(obj: &QuantumCertificate, ctx: &Context) -> 
                 Some(("SpecChanged", EventType::Normal))
             } else if previous.issuer_fingerprint != issuer_fp && previous.spec_digest.is_some() {
                 Some(("IssuerChanged", EventType::Normal))
-            } else if c.not_after().checked_sub(renew_before).is_none_or(|t| now >= t) {
+            } else if wanted_key_fp.as_ref().is_some_and(|f| *f != c.key_fingerprint().to_string()) {
+                Some(("KeyPairRotated", EventType::Normal))
+            } else if now >= renewal_time(c, renew_before, every) {
                 Some(("Renewed", EventType::Normal))
             } else if previous.certificate_fingerprint.as_ref().is_some_and(|f| *f != c.fingerprint().to_string()) {
                 Some(("SecretModified", EventType::Warning))
@@ -219,7 +242,10 @@ pub(crate) async fn reconcile_inner(obj: &QuantumCertificate, ctx: &Context) -> 
                     let (alg, _) = pk.algorithm.resolve().map_err(|e| Error::bug(e.to_string()))?;
                     match stored_key {
                         Some(k) if pk.rotation_policy == RotationPolicy::Never && k.algorithm() == alg => k,
-                        _ => SigningKey::generate(alg).map_err(|e| Error::bug(format!("key generation: {e}")))?,
+                        _ => ctx
+                            .metrics
+                            .crypto("keygen", alg.name(), || SigningKey::generate(alg))
+                            .map_err(|e| Error::bug(format!("key generation: {e}")))?,
                     }
                 }
             };
@@ -227,11 +253,14 @@ pub(crate) async fn reconcile_inner(obj: &QuantumCertificate, ctx: &Context) -> 
             let spk = SubjectPublicKey::from_spki_der(&public.to_spki_der().map_err(|e| Error::bug(e.to_string()))?)
                 .map_err(|e| Error::bug(e.to_string()))?;
             let p = params(spec, validity)?;
-            let cert = match &issuer {
-                None => p.self_signed(&key),
-                Some(i) => p.issue(&spk, &i.cert, &i.key),
-            }
-            .map_err(|e| Error::user("IssuanceFailed", format!("cannot issue the certificate: {e}")))?;
+            let signer_alg = issuer.as_ref().map_or_else(|| key.algorithm(), |i| i.key.algorithm()).name();
+            let cert = ctx
+                .metrics
+                .crypto("certificate-issue", signer_alg, || match &issuer {
+                    None => p.self_signed(&key),
+                    Some(i) => p.issue(&spk, &i.cert, &i.key),
+                })
+                .map_err(|e| Error::user("IssuanceFailed", format!("cannot issue the certificate: {e}")))?;
             let leaf_pem = cert.to_pem().map_err(|e| Error::bug(e.to_string()))?;
             let (chain, ca) = match &issuer {
                 None => (leaf_pem.clone(), leaf_pem.clone()),
@@ -254,11 +283,24 @@ pub(crate) async fn reconcile_inner(obj: &QuantumCertificate, ctx: &Context) -> 
             cert
         }
     };
-    let renewal = cert.not_after().checked_sub(renew_before).unwrap_or(now);
-    if let Ok(t) = cert.not_after().duration_since(SystemTime::UNIX_EPOCH) {
-        ctx.metrics.certificate_expiry(&ns, &obj.name_any(), i64::try_from(t.as_secs()).unwrap_or(i64::MAX));
-    }
+    let renewal = renewal_time(&cert, renew_before, every);
+    ctx.metrics.certificate(&ns, &obj.name_any(), cert.not_after(), renewal);
     let key_fp = cert.key_fingerprint().to_string();
+    let cert_fp = cert.fingerprint().to_string();
+    let replaced = previous.certificate_fingerprint.as_ref().filter(|f| **f != cert_fp);
+    let revision = previous.revision.unwrap_or(u32::from(previous.certificate_fingerprint.is_some()));
+    let revision =
+        if previous.certificate_fingerprint.as_ref() == Some(&cert_fp) { revision.max(1) } else { revision + 1 };
+    let retired = replaced.map(|old| Revision {
+        revision: revision.saturating_sub(1),
+        fingerprint: previous.fingerprint.clone().unwrap_or_default(),
+        created_at: previous.not_before.clone(),
+        retired_at: rfc3339(now),
+        serial_number: previous.serial_number.clone(),
+        certificate_fingerprint: Some(old.clone()),
+        not_after: previous.not_after.clone(),
+    });
+    let history = push_revision(&previous.history, retired, spec.revision_history_limit);
     let status = CertificateStatus {
         algorithm: Some(
             cert.public_key().map(|k| k.algorithm().name().to_owned()).unwrap_or_else(|_| "composite".to_owned()),
@@ -269,10 +311,12 @@ pub(crate) async fn reconcile_inner(obj: &QuantumCertificate, ctx: &Context) -> 
         serial_number: Some(cert.serial_hex()),
         short_fingerprint: Some(short(&key_fp)),
         fingerprint: Some(key_fp),
-        certificate_fingerprint: Some(cert.fingerprint().to_string()),
+        certificate_fingerprint: Some(cert_fp),
         issuer_fingerprint: issuer_fp,
         spec_digest: Some(digest),
         secret_name: Some(name.clone()),
+        revision: Some(revision),
+        history,
         ..CertificateStatus::default()
     };
     let mut outcome = Outcome::new(

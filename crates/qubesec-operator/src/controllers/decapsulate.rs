@@ -111,7 +111,10 @@ pub(crate) async fn reconcile_inner(
     let alg = key.algorithm();
     let ct = KemCiphertext::from_bytes(alg, &ct)
         .map_err(|e| Error::user("InvalidCiphertext", format!("ciphertext does not fit {alg}: {e}")))?;
-    let ss = key.decapsulate(&ct).map_err(|_| Error::user("DecapsulationFailed", "decapsulation failed"))?;
+    let ss = ctx
+        .metrics
+        .crypto("decapsulate", alg.name(), || key.decapsulate(&ct))
+        .map_err(|_| Error::user("DecapsulationFailed", "decapsulation failed"))?;
     let ss_fp = fingerprint(ss.as_bytes());
     let ct_fp = fingerprint(ct.as_bytes());
     let existing = owned_secret(ctx, obj, &name).await?;

@@ -76,10 +76,12 @@ pub(crate) async fn reconcile_inner(obj: &QuantumDerivedKey, ctx: &Context) -> R
     }
     let salt = spec.salt.as_deref().unwrap_or_default().as_bytes();
     let info = spec.info.as_deref().unwrap_or_default().as_bytes();
-    let okm = qubesec_core::kdf::derive(hash, &ikm, salt, info, len)
+    let algorithm = format!("HKDF-{}/{}", spec.hash, spec.key_type);
+    let okm = ctx
+        .metrics
+        .crypto("derive", &format!("HKDF-{}", spec.hash), || qubesec_core::kdf::derive(hash, &ikm, salt, info, len))
         .map_err(|e| Error::user("InvalidSpec", e.to_string()))?;
     let fp = fingerprint(&okm);
-    let algorithm = format!("HKDF-{}/{}", spec.hash, spec.key_type);
     let existing = owned_secret(ctx, obj, &name).await?;
     let created = created_of(existing.as_ref().and_then(|s| secret_data(s, "metadata"))).unwrap_or_else(now);
     let data = BTreeMap::from([

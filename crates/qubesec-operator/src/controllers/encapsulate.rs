@@ -99,7 +99,10 @@ pub(crate) async fn reconcile_inner(
     let (ss_fp, ct) = match reusable {
         Some((ss, ct)) => (fingerprint(ss), ct.to_vec()),
         None => {
-            let (ct, ss) = pk.encapsulate().map_err(|e| Error::bug(format!("encapsulation: {e}")))?;
+            let (ct, ss) = ctx
+                .metrics
+                .crypto("encapsulate", alg.name(), || pk.encapsulate())
+                .map_err(|e| Error::bug(format!("encapsulation: {e}")))?;
             let ss_fp = fingerprint(ss.as_bytes());
             let created = created_of(existing.as_ref().and_then(|s| secret_data(s, "metadata"))).unwrap_or_else(now);
             let data = BTreeMap::from([

@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::watcher::{self, watcher};
 
 use crate::context::Context;
 use crate::outputs::{MANAGED_BY, OWNER_KIND};
@@ -38,7 +38,24 @@ pub fn all(ctx: &Arc<Context>) -> Vec<BoxFuture<'static, ()>> {
         sign::controller(ctx.clone()),
         verify::controller(ctx.clone()),
         certificate::controller(ctx.clone()),
+        forget_deleted::<crate::crd::QuantumCertificate>(ctx.clone()),
+        forget_deleted::<crate::crd::QuantumKEMKeyPair>(ctx.clone()),
+        forget_deleted::<crate::crd::QuantumSignatureKeyPair>(ctx.clone()),
     ]
+}
+
+/// Removes the metric series of deleted `K` objects (certificate expiry, key age), so alerts
+/// never fire for something that no longer exists.
+fn forget_deleted<K: Managed>(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
+    use futures::{FutureExt, StreamExt};
+    watcher(ctx.watch_api::<kube::core::PartialObjectMeta<K>>(), watcher::Config::default())
+        .for_each(move |event| {
+            if let Ok(watcher::Event::Delete(obj)) = event {
+                ctx.metrics.forget(K::KIND, &obj.namespace().unwrap_or_default(), &obj.name_any());
+            }
+            futures::future::ready(())
+        })
+        .boxed()
 }
 
 /// Runs all nine controllers until they end.

@@ -76,7 +76,10 @@ pub(crate) async fn reconcile_inner(obj: &QuantumRandomNumber, ctx: &Context) ->
             fp
         }
         None => {
-            let bytes = qubesec_core::rand::bytes(len).map_err(|e| Error::Transient(format!("randomness: {e}")))?;
+            let bytes = ctx
+                .metrics
+                .crypto("random", "os-csprng", || qubesec_core::rand::bytes(len))
+                .map_err(|e| Error::Transient(format!("randomness: {e}")))?;
             let fp = fingerprint(&bytes);
             let created = created_of(None).unwrap_or_else(now);
             let data = BTreeMap::from([

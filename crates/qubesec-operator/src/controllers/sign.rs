@@ -107,7 +107,11 @@ pub(crate) async fn reconcile_inner(obj: &QuantumSignMessage, ctx: &Context) -> 
     let signature = match reusable {
         Some(sig) => sig.to_vec(),
         None => {
-            let sig = key.sign(&msg, context).map_err(|e| Error::bug(format!("signing: {e}")))?.into_bytes();
+            let sig = ctx
+                .metrics
+                .crypto("sign", alg.name(), || key.sign(&msg, context))
+                .map_err(|e| Error::bug(format!("signing: {e}")))?
+                .into_bytes();
             let (type_, reason, note) = if existing.is_none() && previous.fingerprint.is_some() {
                 (
                     EventType::Warning,

@@ -314,16 +314,14 @@ async fn key_pair_refuses_a_stored_key_that_does_not_match_the_recorded_fingerpr
         serve(&mut handle, Method::GET, "/api/v1/namespaces/ns/configmaps/alice", 200, &cm).await;
         handle
     });
-    let err = super::keypair::reconcile_key_pair(
-        &obj,
-        &ctx,
-        qubesec_core::KemAlgorithm::MlKem768.into(),
-        None,
-        None,
-        obj.status.as_ref(),
-    )
-    .await
-    .unwrap_err();
+    let inputs = super::keypair::KeyPairInputs {
+        alg: qubesec_core::KemAlgorithm::MlKem768.into(),
+        alias: None,
+        secret_name: None,
+        rotation: None,
+        history_limit: None,
+    };
+    let err = super::keypair::reconcile_key_pair(&obj, &ctx, inputs, obj.status.as_ref()).await.unwrap_err();
     assert_eq!(err.reason(), "FingerprintMismatch");
     assert!(err.to_string().contains("sha256:recorded") && err.to_string().contains("delete the Secret"), "{err}");
     let mut handle = server.await.unwrap();
@@ -351,7 +349,14 @@ async fn key_pair_generates_once_and_publishes_the_public_key() {
         (secret, cm, generated, deprecated)
     });
     let (alg, alias) = obj.spec.algorithm.resolve().unwrap();
-    let outcome = super::keypair::reconcile_key_pair(&obj, &ctx, alg.into(), alias, None, None).await.unwrap();
+    let inputs = super::keypair::KeyPairInputs {
+        alg: alg.into(),
+        alias,
+        secret_name: None,
+        rotation: None,
+        history_limit: None,
+    };
+    let outcome = super::keypair::reconcile_key_pair(&obj, &ctx, inputs, None).await.unwrap();
     let (secret, cm, generated, deprecated) = server.await.unwrap();
     let keys: Vec<&str> = secret["data"].as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys, ["metadata", "private_key", "private_key.pem", "public_key", "public_key.pem"]);

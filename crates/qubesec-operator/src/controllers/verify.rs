@@ -155,7 +155,7 @@ pub(crate) async fn reconcile_inner(
     let key_fp =
         Fingerprint::of_public_key(&PublicKey::from(key.clone())).map_err(|e| Error::bug(e.to_string()))?.to_string();
     let inputs = digest_inputs(&[key_fp.as_bytes(), &msg, &sig, context]);
-    let valid = key.verify_bytes(&msg, context, &sig).is_ok();
+    let valid = ctx.metrics.crypto("verify", key.algorithm().name(), || key.verify_bytes(&msg, context, &sig)).is_ok();
     let verified_at = match (&previous.inputs_fingerprint, &previous.verified_at) {
         (Some(i), Some(t)) if *i == inputs && previous.valid == Some(valid) => t.clone(),
         _ => now(),

@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, ResourceRef, string_enum};
+use super::common::{CommonStatus, ResourceRef, Revision, RotationSchedule, string_enum};
 use super::keys::SignatureAlgorithmName;
 
 string_enum! {
@@ -109,6 +109,12 @@ pub struct CertificateStatus {
     /// The `kubernetes.io/tls` Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+    /// The current certificate's revision: 1 for the first, one more per re-issue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u32>,
+    /// Retired certificates, newest first, at most `spec.revisionHistoryLimit` (default 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Revision>,
 }
 
 /// An X.509 certificate with a post-quantum key, self-signed or issued by a CA `QuantumCertificate`,
@@ -189,4 +195,12 @@ pub struct QuantumCertificateSpec {
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.secretName is immutable"))]
     pub secret_name: Option<String>,
+    /// Re-issue at least this often, even long before `renewBefore` (e.g. weekly certificates
+    /// with a 90-day validity); with `privateKey.rotationPolicy: Always` this rotates the key too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationSchedule>,
+    /// How many retired certificates `status.history` keeps (0 to 20, default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 20))]
+    pub revision_history_limit: Option<u32>,
 }

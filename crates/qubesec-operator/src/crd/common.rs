@@ -175,3 +175,68 @@ pub(crate) fn signature_schema(_: &mut SchemaGenerator) -> Schema {
     s.insert("description".into(), "The signature, base64 (standard alphabet, padded).".into());
     s
 }
+
+/// A rotation schedule: replace the key (or re-issue the certificate) this long after it was made.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationSchedule {
+    /// The key's lifetime, Go duration syntax (`720h`, `90m`, `1h30m`; at least 10s).
+    #[schemars(regex(pattern = r"^([0-9]{1,7}(h|m|s))+$"), length(max = 32))]
+    pub every: String,
+}
+
+/// How many retired revisions `status.history` keeps when `revisionHistoryLimit` is absent.
+pub const DEFAULT_REVISION_HISTORY_LIMIT: u32 = 3;
+
+/// One retired key (or certificate), newest first in `status.history`, so dependants and
+/// verifiers can follow a rotation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Revision {
+    /// The revision number this key had (the first key is revision 1).
+    pub revision: u32,
+    /// `sha256:<hex>` over the retired public key (SPKI).
+    pub fingerprint: String,
+    /// When that key was created (RFC 3339), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// When it was replaced (RFC 3339).
+    pub retired_at: String,
+    /// Certificates only: the retired certificate's serial number, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
+    /// Certificates only: `sha256:<hex>` over the retired certificate's DER.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_fingerprint: Option<String>,
+    /// Certificates only: the retired certificate's notAfter (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+}
+
+/// Prepends `retired` (if any) to `history` and keeps at most `limit` entries.
+pub fn push_revision(history: &[Revision], retired: Option<Revision>, limit: Option<u32>) -> Vec<Revision> {
+    let limit = usize::try_from(limit.unwrap_or(DEFAULT_REVISION_HISTORY_LIMIT)).unwrap_or(usize::MAX);
+    retired.into_iter().chain(history.iter().cloned()).take(limit).collect()
+}
+
+#[cfg(test)]
+mod revision_tests {
+    use super::*;
+
+    fn rev(n: u32) -> Revision {
+        Revision { revision: n, fingerprint: format!("sha256:{n}"), ..Revision::default() }
+    }
+
+    #[test]
+    fn history_is_newest_first_and_bounded() {
+        let h = push_revision(&[], Some(rev(1)), None);
+        let h = push_revision(&h, Some(rev(2)), None);
+        let h = push_revision(&h, Some(rev(3)), None);
+        let h = push_revision(&h, Some(rev(4)), None);
+        assert_eq!(h.iter().map(|r| r.revision).collect::<Vec<_>>(), vec![4, 3, 2]);
+        assert_eq!(push_revision(&h, Some(rev(5)), Some(1)), vec![rev(5)]);
+        assert!(push_revision(&h, Some(rev(5)), Some(0)).is_empty());
+        // A lowered limit trims without a new entry.
+        assert_eq!(push_revision(&h, None, Some(2)).iter().map(|r| r.revision).collect::<Vec<_>>(), vec![4, 3]);
+    }
+}

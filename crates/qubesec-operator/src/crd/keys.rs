@@ -8,7 +8,7 @@ use qubesec_core::{DeprecatedAlias, KemAlgorithm, SignatureAlgorithm};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, string_enum};
+use super::common::{CommonStatus, Revision, RotationSchedule, string_enum};
 
 string_enum! {
     /// ML-KEM parameter sets (FIPS 203) and X-Wing; `Kyber*` are legacy spellings, accepted with a warning.
@@ -115,9 +115,22 @@ pub struct KeyPairStatus {
     /// The Secret holding both keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
-    /// The ConfigMap publishing the public key (readable without Secret access).
+    /// The ConfigMap publishing the public key (readable without Secret access); its
+    /// `public_key_history.pem` holds the retired public keys listed in `history`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key_config_map: Option<String>,
+    /// The current key's revision: 1 for the first key, one more per rotation or regeneration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u32>,
+    /// When the current key was created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// When the current key is due for rotation (RFC 3339); absent without `spec.rotation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_time: Option<String>,
+    /// Retired keys, newest first, at most `spec.revisionHistoryLimit` (default 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Revision>,
 }
 
 /// A post-quantum KEM key pair (ML-KEM or X-Wing), generated once and kept in a Secret;
@@ -150,6 +163,14 @@ pub struct QuantumKEMKeyPairSpec {
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.secretName is immutable"))]
     pub secret_name: Option<String>,
+    /// Replace the key on a schedule; the retired public key stays in `status.history` and the
+    /// ConfigMap's `public_key_history.pem`. Absent: the key is kept until the resource is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationSchedule>,
+    /// How many retired keys `status.history` keeps (0 to 20, default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 20))]
+    pub revision_history_limit: Option<u32>,
 }
 
 /// A post-quantum signature key pair (ML-DSA or SLH-DSA), generated once and kept in a Secret;
@@ -182,6 +203,14 @@ pub struct QuantumSignatureKeyPairSpec {
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.secretName is immutable"))]
     pub secret_name: Option<String>,
+    /// Replace the key on a schedule; the retired public key stays in `status.history` and the
+    /// ConfigMap's `public_key_history.pem` so signatures made before a rotation still verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationSchedule>,
+    /// How many retired keys `status.history` keeps (0 to 20, default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 20))]
+    pub revision_history_limit: Option<u32>,
 }
 
 fn default_bytes() -> u32 {

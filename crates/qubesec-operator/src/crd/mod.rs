@@ -19,7 +19,10 @@ mod signing;
 pub use certificate::{
     CertificateStatus, PrivateKeySpec, QuantumCertificate, QuantumCertificateSpec, RotationPolicy, Usage,
 };
-pub use common::{CommonStatus, Condition, DataKind, DataRef, Phase, ResourceRef, is_ready};
+pub use common::{
+    CommonStatus, Condition, DEFAULT_REVISION_HISTORY_LIMIT, DataKind, DataRef, Phase, ResourceRef, Revision,
+    RotationSchedule, is_ready, push_revision,
+};
 pub use exchange::{
     DecapsulateStatus, DerivedKeyStatus, EncapsulateStatus, KdfHash, KeyType, PublicKeyRef, PublicKeySource,
     QuantumDecapsulateSecret, QuantumDecapsulateSecretSpec, QuantumDerivedKey, QuantumDerivedKeySpec,
@@ -38,9 +41,9 @@ pub use signing::{
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-/// All nine CRDs, in a stable order.
+/// All nine CRDs, in a stable order, with integer formats the apiserver knows.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![
+    [
         QuantumKEMKeyPair::crd(),
         QuantumSignatureKeyPair::crd(),
         QuantumRandomNumber::crd(),
@@ -51,6 +54,36 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         QuantumVerifySignature::crd(),
         QuantumCertificate::crd(),
     ]
+    .into_iter()
+    .map(with_kubernetes_int_formats)
+    .collect()
+}
+
+/// Rewrites schemars' unsigned formats (`uint8`, `uint32`, ...) to the
+/// `int32`/`int64` formats Kubernetes recognises; the apiserver warns about
+/// unknown formats on every apply. The bounds (`minimum: 0`, maxima) stay.
+fn with_kubernetes_int_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(format)) = map.get_mut("format") {
+                    match format.as_str() {
+                        "uint8" | "uint16" | "uint32" => *format = "int32".to_owned(),
+                        "uint64" | "uint" => *format = "int64".to_owned(),
+                        _ => {}
+                    }
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(mut json) = serde_json::to_value(&crd) else {
+        return crd;
+    };
+    walk(&mut json);
+    serde_json::from_value(json).unwrap_or(crd)
 }
 
 /// The CRD manifests as `(file name, YAML)`, as `cargo xtask crdgen` writes them to `deploy/crds/`.
@@ -69,4 +102,21 @@ pub fn manifests() -> Result<Vec<(String, String)>, serde_yaml::Error> {
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crds_use_only_integer_formats_kubernetes_knows() {
+        let mut rewritten = 0;
+        for crd in all() {
+            let json = serde_json::to_string(&crd).unwrap_or_default();
+            assert!(!json.contains("\"format\":\"uint"), "{:?} still has an unsigned format", crd.metadata.name);
+            rewritten += json.matches("\"format\":\"int32\"").count();
+        }
+        // pathLen (u8), revision and revisionHistoryLimit (u32), lengths and byte counts.
+        assert!(rewritten >= 8, "only {rewritten} int32 formats");
+    }
 }
