@@ -136,6 +136,18 @@ async fn operator_client(cp: &ControlPlane) -> Client {
     Client::try_from(config).unwrap()
 }
 
+/// A control plane (without kube-controller-manager) with the CRDs, the test namespaces and the
+/// operator's RBAC; returns it, an admin client and a client acting as the operator.
+async fn cluster_with_operator_rbac() -> (ControlPlane, Client, Client) {
+    let cp = ControlPlane::builder().start().await.unwrap();
+    let client = cp.client();
+    install_crds(&client).await;
+    create_namespaces(&client).await;
+    apply_rbac(&client).await;
+    let sa_client = operator_client(&cp).await;
+    (cp, client, sa_client)
+}
+
 async fn create_namespaces(client: &Client) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for name in [NS, "qubesec-system"] {
@@ -670,12 +682,7 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_election_runs_one_replica_at_a_time() {
     let started = Instant::now();
-    let cp = ControlPlane::builder().start().await.unwrap();
-    let client = cp.client();
-    install_crds(&client).await;
-    create_namespaces(&client).await;
-    apply_rbac(&client).await;
-    let sa_client = operator_client(&cp).await;
+    let (_cp, client, sa_client) = cluster_with_operator_rbac().await; // `_cp` keeps it running
     let replica = |identity: &str| {
         let ctx = Context::new(sa_client.clone(), Config::default());
         let elector = LeaderElector::new(
@@ -760,12 +767,7 @@ fn ready<K: qubesec_operator::reconcile::Managed>(o: &K) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_policies_rotate_keep_history_and_dependants_follow() {
     let started = Instant::now();
-    let cp = ControlPlane::builder().start().await.unwrap();
-    let client = cp.client();
-    install_crds(&client).await;
-    create_namespaces(&client).await;
-    apply_rbac(&client).await;
-    let sa_client = operator_client(&cp).await;
+    let (_cp, client, sa_client) = cluster_with_operator_rbac().await; // `_cp` keeps it running
     let (operator, ctx) = start_operator(&sa_client);
     let create = |kind: &str, name: &str, spec: serde_json::Value| {
         let client = client.clone();
