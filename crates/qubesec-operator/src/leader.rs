@@ -28,6 +28,15 @@ pub struct LeaseConfig {
     pub retry_every: Duration,
 }
 
+impl LeaseConfig {
+    /// How long the holder keeps leading without a successful renewal: one retry interval less
+    /// than the lease duration (at least half of it), so it has stopped before any other replica may see the lease as
+    /// expired (measured from before the request that set `renewTime`, so never late).
+    pub fn renew_deadline(&self) -> Duration {
+        self.duration.saturating_sub(self.retry_every).max(self.duration / 2)
+    }
+}
+
 /// Called with `true` on becoming the leader and `false` on losing the lease.
 type Observer = Arc<dyn Fn(bool) + Send + Sync>;
 
@@ -161,19 +170,20 @@ impl LeaderElector {
         Fut: Future<Output = ()>,
     {
         loop {
-            loop {
+            let acquired_at = loop {
+                let attempt = Instant::now();
                 match self.try_acquire().await {
-                    Ok(true) => break,
+                    Ok(true) => break attempt,
                     Ok(false) => {}
                     Err(e) => tracing::warn!(error = %e, "leader election: could not read or take the lease"),
                 }
                 tokio::time::sleep(self.config.retry_every).await;
-            }
+            };
             tracing::info!(identity = %self.config.identity, lease = %self.config.name, "became the leader");
             self.notify(true);
             tokio::select! {
                 () = work() => tracing::warn!("the controllers stopped while leading"),
-                () = self.hold() => {
+                () = self.hold(acquired_at) => {
                     tracing::warn!(identity = %self.config.identity, "lost the lease; stopping the controllers");
                 }
             }
@@ -181,20 +191,51 @@ impl LeaderElector {
         }
     }
 
-    /// Renews the lease until it is lost.
-    async fn hold(&self) {
-        let mut renewed = Instant::now();
+    /// Renews the lease until it is lost: another holder took it, or no renewal succeeded within
+    /// the renew deadline (a partitioned leader stops even while its request hangs).
+    async fn hold(&self, acquired_at: Instant) {
+        let deadline = self.config.renew_deadline();
+        let mut renewed = acquired_at;
         loop {
             tokio::time::sleep(self.config.retry_every).await;
-            match self.try_acquire().await {
-                Ok(true) => renewed = Instant::now(),
-                Ok(false) => return,
-                Err(e) if renewed.elapsed() >= self.config.duration => {
-                    tracing::warn!(error = %e, "leader election: lease expired without renewal");
+            let attempt = Instant::now();
+            let left = deadline.saturating_sub(renewed.elapsed());
+            match tokio::time::timeout(left, self.try_acquire()).await {
+                Ok(Ok(true)) => renewed = attempt,
+                Ok(Ok(false)) => return,
+                Ok(Err(e)) if renewed.elapsed() >= deadline => {
+                    tracing::warn!(error = %e, "leader election: no renewal within the renew deadline");
                     return;
                 }
-                Err(e) => tracing::warn!(error = %e, "leader election: renewal failed, retrying"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "leader election: renewal failed, retrying"),
+                Err(_) => {
+                    tracing::warn!("leader election: renewal did not finish within the renew deadline");
+                    return;
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(duration: u64, retry_every: u64) -> LeaseConfig {
+        LeaseConfig {
+            namespace: "ns".into(),
+            name: "lease".into(),
+            identity: "me".into(),
+            duration: Duration::from_secs(duration),
+            retry_every: Duration::from_secs(retry_every),
+        }
+    }
+
+    #[test]
+    fn the_leader_stops_before_its_lease_can_expire() {
+        assert_eq!(config(15, 4).renew_deadline(), Duration::from_secs(11));
+        assert_eq!(config(60, 5).renew_deadline(), Duration::from_secs(55));
+        // Never past the lease duration, even with a retry interval as long as the lease.
+        assert_eq!(config(4, 5).renew_deadline(), Duration::from_secs(2));
     }
 }
