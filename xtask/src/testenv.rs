@@ -1,7 +1,8 @@
 //! `cargo xtask testenv`: build and run a real control plane (issue 4).
 //!
-//! `build` compiles kube-apiserver, kube-controller-manager and etcd from the
-//! Go module proxy's sources into `target/testenv/` (see `docs/testenv.md`);
+//! `build` compiles kube-apiserver, kube-controller-manager and etcd, plus
+//! kubectl and helm for the deployment tests (`deploy/`), from the Go module
+//! proxy's sources into `target/testenv/` (see `docs/testenv.md`);
 //! `up` starts them for a person until Ctrl-C. The layout and the versions
 //! live in `qubesec_testenv::layout`, shared with the test harness.
 
@@ -16,7 +17,7 @@ use qubesec_testenv::ControlPlane;
 /// Test-environment subcommands.
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Build etcd, kube-apiserver and kube-controller-manager into target/testenv.
+    /// Build etcd, kube-apiserver, kube-controller-manager, kubectl and helm into target/testenv.
     Build {
         /// Rebuild even if the stamp says the binaries are up to date.
         #[arg(long)]
@@ -62,6 +63,9 @@ fn up(keep: bool) -> anyhow::Result<()> {
             cp.etcd_url(),
             cp.dir().join("logs").display(),
         );
+        if let Ok(kubectl) = qubesec_testenv::kubectl_path() {
+            eprintln!("  kubectl:    {}", kubectl.display());
+        }
         println!("export KUBECONFIG={kubeconfig}");
         eprintln!("\ntestenv: press Ctrl-C to stop");
         tokio::signal::ctrl_c().await.context("could not wait for Ctrl-C")?;

@@ -1,7 +1,9 @@
 //! Where the built binaries live, and which versions they are.
 //!
-//! `cargo xtask testenv build` writes them; [`Binaries::locate`] finds them.
-//! Both sides use this module, so the layout has one definition.
+//! `cargo xtask testenv build` writes them; [`Binaries::locate`] finds the
+//! control plane, [`kubectl_path`] and [`helm_path`] the two clients the
+//! deployment tests drive. Both sides use this module, so the layout has one
+//! definition.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,11 @@ pub const KUBERNETES_VERSION: &str = "1.37.2";
 
 /// The etcd release we build (`go.etcd.io/etcd/server/v3`).
 pub const ETCD_VERSION: &str = "3.6.16";
+
+/// The Helm release we build (`helm.sh/helm/v3`), to render and lint `deploy/helm/qubesec`.
+///
+/// kubectl is built at [`KUBERNETES_VERSION`], matching the apiserver it talks to.
+pub const HELM_VERSION: &str = "3.22.0";
 
 /// Environment variable that overrides the binary cache directory
 /// (default: `<workspace>/target/testenv`).
@@ -50,6 +57,19 @@ pub fn kubernetes_dir(cache: &Path) -> PathBuf {
 /// The directory holding etcd, e.g. `target/testenv/etcd-v3.6.16`.
 pub fn etcd_dir(cache: &Path) -> PathBuf {
     cache.join(format!("etcd-v{ETCD_VERSION}"))
+}
+
+/// The directory holding kubectl, e.g. `target/testenv/kubectl-v1.37.2`.
+///
+/// Separate from [`kubernetes_dir`], with its own stamp, so adding kubectl did
+/// not invalidate an existing apiserver build.
+pub fn kubectl_dir(cache: &Path) -> PathBuf {
+    cache.join(format!("kubectl-v{KUBERNETES_VERSION}"))
+}
+
+/// The directory holding helm, e.g. `target/testenv/helm-v3.22.0`.
+pub fn helm_dir(cache: &Path) -> PathBuf {
+    cache.join(format!("helm-v{HELM_VERSION}"))
 }
 
 /// The first line of the stamp file for a component built at a version.
@@ -112,6 +132,48 @@ impl Binaries {
     }
 }
 
+/// kubectl (at [`KUBERNETES_VERSION`]) in [`cache_dir`].
+///
+/// # Errors
+/// [`Error::MissingBinaries`] when it has not been built; the message says to
+/// run `cargo xtask testenv build`.
+pub fn kubectl_path() -> Result<PathBuf> {
+    kubectl_path_in(&cache_dir())
+}
+
+/// kubectl under `cache`, laid out as `cargo xtask testenv build` writes it.
+///
+/// # Errors
+/// [`Error::MissingBinaries`] when the build is missing or incomplete.
+pub fn kubectl_path_in(cache: &Path) -> Result<PathBuf> {
+    locate_one(&kubectl_dir(cache), &stamp_key("kubectl", KUBERNETES_VERSION), "kubectl")
+}
+
+/// helm (at [`HELM_VERSION`]) in [`cache_dir`].
+///
+/// # Errors
+/// [`Error::MissingBinaries`] when it has not been built; the message says to
+/// run `cargo xtask testenv build`.
+pub fn helm_path() -> Result<PathBuf> {
+    helm_path_in(&cache_dir())
+}
+
+/// helm under `cache`, laid out as `cargo xtask testenv build` writes it.
+///
+/// # Errors
+/// [`Error::MissingBinaries`] when the build is missing or incomplete.
+pub fn helm_path_in(cache: &Path) -> Result<PathBuf> {
+    locate_one(&helm_dir(cache), &stamp_key("helm", HELM_VERSION), "helm")
+}
+
+fn locate_one(dir: &Path, key: &str, binary: &str) -> Result<PathBuf> {
+    if is_up_to_date(dir, key, &[binary]) {
+        Ok(dir.join(binary))
+    } else {
+        Err(Error::MissingBinaries { dir: dir.to_path_buf() })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +208,34 @@ mod tests {
         // A stamp from another recipe or version is not up to date.
         std::fs::write(etcd.join(STAMP_FILE), "qubesec-testenv recipe 0: etcd v0\n").unwrap();
         assert!(Binaries::locate_in(dir.path()).is_err());
+    }
+
+    #[test]
+    fn kubectl_and_helm_have_their_own_stamps() {
+        let dir = tempfile::tempdir().unwrap();
+        for err in [kubectl_path_in(dir.path()).unwrap_err(), helm_path_in(dir.path()).unwrap_err()] {
+            let msg = err.to_string();
+            assert!(msg.contains("cargo xtask testenv build"), "{msg}");
+        }
+        assert!(
+            kubectl_path_in(dir.path()).unwrap_err().to_string().contains(&format!("kubectl-v{KUBERNETES_VERSION}"))
+        );
+        assert!(helm_path_in(dir.path()).unwrap_err().to_string().contains(&format!("helm-v{HELM_VERSION}")));
+        for (d, key, bin) in [
+            (kubectl_dir(dir.path()), stamp_key("kubectl", KUBERNETES_VERSION), "kubectl"),
+            (helm_dir(dir.path()), stamp_key("helm", HELM_VERSION), "helm"),
+        ] {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(bin), b"").unwrap();
+            std::fs::write(d.join(STAMP_FILE), format!("{key}\ngo: test\n")).unwrap();
+        }
+        assert_eq!(kubectl_path_in(dir.path()).unwrap(), kubectl_dir(dir.path()).join("kubectl"));
+        assert_eq!(helm_path_in(dir.path()).unwrap(), helm_dir(dir.path()).join("helm"));
+        // The control plane is still missing: the client builds do not stand in for it.
+        assert!(Binaries::locate_in(dir.path()).is_err());
+        // A helm stamp does not vouch for kubectl.
+        std::fs::write(kubectl_dir(dir.path()).join(STAMP_FILE), stamp_key("helm", HELM_VERSION)).unwrap();
+        assert!(kubectl_path_in(dir.path()).is_err());
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! build` into `<workspace>/target/testenv/` (override with
 //! `QUBESEC_TESTENV_DIR`); see `docs/testenv.md`. Without them,
 //! [`ControlPlane::start_default`] fails with an error that says so: tests fail,
-//! they do not skip.
+//! they do not skip. The same build provides kubectl and helm for the
+//! deployment tests ([`kubectl_path`], [`helm_path`]), with the same policy.
 //!
 //! Every process started is stopped by pid (SIGTERM, then SIGKILL) when the
 //! [`ControlPlane`] is stopped or dropped, including when a test panics; then
@@ -45,5 +46,5 @@ mod process;
 
 pub use control_plane::{ControlPlane, ControlPlaneBuilder, DEFAULT_READY_TIMEOUT, KEEP_DIR_ENV};
 pub use error::{Error, Result};
-pub use layout::{Binaries, ETCD_VERSION, KUBERNETES_VERSION};
+pub use layout::{Binaries, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, helm_path, kubectl_path};
 pub use process::process_alive;
