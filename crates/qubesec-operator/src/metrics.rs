@@ -222,9 +222,17 @@ impl Metrics {
         }
     }
 
-    /// Sets the leader gauge.
+    /// Sets the leader gauge. Losing the lease also drops the per-object gauges (certificate
+    /// expiry and renewal, key creation): the new leader owns them now, and this replica's copies
+    /// would go stale while still looking current.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+        if !leading {
+            self.cert_expiry.clear();
+            self.cert_renewal.clear();
+            self.key_created.clear();
+            self.key_series.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        }
     }
 
     /// How many reconciles of `kind` ended with `outcome`.
@@ -286,5 +294,21 @@ mod tests {
         m.forget("certificate", "ns", "web");
         let text = m.encode();
         assert!(!text.contains("name=\"web\""), "series of a deleted certificate stay:\n{text}");
+    }
+
+    #[test]
+    fn losing_the_lease_drops_per_object_gauges_but_keeps_counters() {
+        let m = Metrics::new();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
+        m.set_leader(true);
+        m.certificate("ns", "web", t, t);
+        m.key("kem", "ns", "alice", "ML-KEM-768", 5);
+        m.rotated("kem");
+        assert!(m.encode().contains("name=\"alice\""));
+        m.set_leader(false);
+        let text = m.encode();
+        assert!(!text.contains("name=\"web\"") && !text.contains("name=\"alice\""), "stale gauges stay:\n{text}");
+        assert!(text.contains("qubesec_leader 0"), "{text}");
+        assert!(text.contains("qubesec_key_rotations_total{kind=\"kem\"} 1"), "{text}");
     }
 }

@@ -13,9 +13,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The etcd / Kubernetes binaries have not been built (or the build is stale).
+    /// The etcd / Kubernetes / kubectl / helm binaries have not been built (or the build is stale).
     #[error(
-        "control-plane binaries not found (or out of date) in {}: run `cargo xtask testenv build` \
+        "test-environment binaries not found (or out of date) in {}: run `cargo xtask testenv build` \
          first (or point QUBESEC_TESTENV_DIR at a directory that holds them)",
         dir.display()
     )]

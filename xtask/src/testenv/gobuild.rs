@@ -29,12 +29,32 @@ const K8S_BINARIES: [&str; 2] = ["kube-apiserver", "kube-controller-manager"];
 pub(crate) fn build_all(force: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let cache = layout::cache_dir();
+    let _lock = lock_cache(&cache)?;
     build_kubernetes(&cache, force)?;
     build_etcd(&cache, force)?;
     build_kubectl(&cache, force)?;
     build_helm(&cache, force)?;
     eprintln!("testenv: binaries ready in {} ({:.1} s)", cache.display(), started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Holds an exclusive lock on `<cache>/.build.lock` until dropped, so two builds (a test run
+/// and a demo, say) never write the same `.partial` file; the second waits, then finds the
+/// stamps current.
+fn lock_cache(cache: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(cache).with_context(|| format!("could not create {}", cache.display()))?;
+    let path = cache.join(".build.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("could not open {}", path.display()))?;
+    if file.try_lock().is_err() {
+        eprintln!("testenv: another build holds {}; waiting for it", path.display());
+        file.lock().with_context(|| format!("could not lock {}", path.display()))?;
+    }
+    Ok(file)
 }
 
 fn build_kubernetes(cache: &Path, force: bool) -> anyhow::Result<()> {
