@@ -719,8 +719,18 @@ async fn leader_election_runs_one_replica_at_a_time() {
     // The leader dies without giving the Lease back; the follower waits for it to expire.
     leader.abort();
     let _ = leader.await;
+    let killed = Instant::now();
     rand.create(&PostParams::default(), &create("second")).await.unwrap();
     wait_for(&rand, "second", "Ready after failover", ready).await;
+    // The Lease (3 s) expires, the follower's next retry (0.5 s) takes it and reconciles. The
+    // bound is the protocol's (one lease duration plus a retry), with slack for a loaded machine;
+    // it fails if the follower waits for anything longer than the Lease, like a resync.
+    let took = killed.elapsed();
+    eprintln!(
+        "e2e leader election: failover reconciled a new resource {:.1} s after the leader died",
+        took.as_secs_f64()
+    );
+    assert!(took < Duration::from_secs(3 + 1 + 6), "failover took {took:?} for a 3 s lease");
     assert!(follower_ctx.metrics.count("randomnumber", "success") > 0, "the follower never took over");
     let spec = leases.get("qubesec-operator").await.unwrap().spec.unwrap();
     assert_ne!(spec.holder_identity.unwrap(), holder);
