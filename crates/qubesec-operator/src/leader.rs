@@ -197,7 +197,10 @@ impl LeaderElector {
         let deadline = self.config.renew_deadline();
         let mut renewed = acquired_at;
         loop {
-            tokio::time::sleep(self.config.retry_every).await;
+            // Never sleep past the deadline: a failed renewal just before it must not keep the
+            // controllers running for another full retry interval.
+            let left = deadline.saturating_sub(renewed.elapsed());
+            tokio::time::sleep(self.config.retry_every.min(left)).await;
             let attempt = Instant::now();
             let left = deadline.saturating_sub(renewed.elapsed());
             match tokio::time::timeout(left, self.try_acquire()).await {

@@ -110,11 +110,16 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("shutting down: stopping the controllers");
         }
     }
-    // The controllers are dropped here; give the Lease back so another replica takes over at once.
-    if let Some(elector) = &elector
-        && let Err(e) = elector.release().await
-    {
-        tracing::warn!(error = %e, "could not release the lease; another replica takes over when it expires");
+    // The controllers are dropped here; give the Lease back so another replica takes over at once
+    // (bounded: a hanging API server must not eat the pod's termination grace period).
+    if let Some(elector) = &elector {
+        match tokio::time::timeout(Duration::from_secs(5), elector.release()).await {
+            Ok(Ok(())) => tracing::info!("released the lease"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not release the lease; another replica takes over when it expires");
+            }
+            Err(_) => tracing::warn!("releasing the lease timed out; another replica takes over when it expires"),
+        }
     }
     let _ = stop_http.send(());
     match http.await {

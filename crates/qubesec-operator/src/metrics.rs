@@ -15,7 +15,7 @@
 //! Timestamps are Unix seconds, so a key's age is `time() - qubesec_key_created_timestamp_seconds`.
 //! Series of a deleted certificate or key pair are removed ([`Metrics::forget`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -91,6 +91,8 @@ pub struct Metrics {
     key_created: Family<KeyLabels, Gauge>,
     /// The label set each key pair's `key_created` series has now, to replace it on a change.
     key_series: Mutex<HashMap<(&'static str, String, String), KeyLabels>>,
+    /// The certificates that have expiry and renewal series, to drop those of vanished ones.
+    cert_series: Mutex<HashSet<(String, String)>>,
     rotations: Family<KindLabels, Counter>,
     leader: Gauge,
 }
@@ -143,7 +145,11 @@ impl Metrics {
             "When each key pair's current key was generated (Unix seconds)",
             key_created.clone(),
         );
-        registry.register("key_rotations", "Scheduled key and certificate-key rotations", rotations.clone());
+        registry.register(
+            "key_rotations",
+            "Scheduled key pair rotations (spec.rotation.every) by kind",
+            rotations.clone(),
+        );
         registry.register(
             "leader",
             "1 while this replica holds the leader Lease (or runs without election)",
@@ -159,6 +165,7 @@ impl Metrics {
             cert_renewal,
             key_created,
             key_series: Mutex::default(),
+            cert_series: Mutex::default(),
             rotations,
             leader,
         }
@@ -187,6 +194,10 @@ impl Metrics {
     /// Records a certificate's notAfter and renewal time.
     pub fn certificate(&self, namespace: &str, name: &str, not_after: SystemTime, renewal: SystemTime) {
         let labels = ObjectLabels { namespace: namespace.to_owned(), name: name.to_owned() };
+        self.cert_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((labels.namespace.clone(), labels.name.clone()));
         self.cert_expiry.get_or_create(&labels).set(unix_seconds(not_after));
         self.cert_renewal.get_or_create(&labels).set(unix_seconds(renewal));
     }
@@ -213,12 +224,36 @@ impl Metrics {
     pub fn forget(&self, kind: &'static str, namespace: &str, name: &str) {
         let labels = ObjectLabels { namespace: namespace.to_owned(), name: name.to_owned() };
         if kind == "certificate" {
+            self.cert_series
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&(labels.namespace.clone(), labels.name.clone()));
             self.cert_expiry.remove(&labels);
             self.cert_renewal.remove(&labels);
         }
         let key = (kind, labels.namespace, labels.name);
         if let Some(old) = self.key_series.lock().unwrap_or_else(PoisonError::into_inner).remove(&key) {
             self.key_created.remove(&old);
+        }
+    }
+
+    /// Removes the series of every `kind` object not in `alive` (`(namespace, name)` pairs): after
+    /// a watch re-list, objects deleted while it was down are gone from the list but not from here.
+    pub fn retain(&self, kind: &'static str, alive: &HashSet<(String, String)>) {
+        let mut gone: Vec<(String, String)> = self
+            .key_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .filter(|(k, ns, name)| *k == kind && !alive.contains(&(ns.clone(), name.clone())))
+            .map(|(_, ns, name)| (ns.clone(), name.clone()))
+            .collect();
+        if kind == "certificate" {
+            let certs = self.cert_series.lock().unwrap_or_else(PoisonError::into_inner);
+            gone.extend(certs.iter().filter(|o| !alive.contains(*o)).cloned());
+        }
+        for (namespace, name) in gone {
+            self.forget(kind, &namespace, &name);
         }
     }
 
@@ -232,6 +267,7 @@ impl Metrics {
             self.cert_renewal.clear();
             self.key_created.clear();
             self.key_series.lock().unwrap_or_else(PoisonError::into_inner).clear();
+            self.cert_series.lock().unwrap_or_else(PoisonError::into_inner).clear();
         }
     }
 
@@ -294,6 +330,23 @@ mod tests {
         m.forget("certificate", "ns", "web");
         let text = m.encode();
         assert!(!text.contains("name=\"web\""), "series of a deleted certificate stay:\n{text}");
+    }
+
+    #[test]
+    fn retain_drops_the_series_of_objects_missing_from_a_relist() {
+        let m = Metrics::new();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
+        m.certificate("ns", "kept", t, t);
+        m.certificate("ns", "gone", t, t);
+        m.key("kem", "ns", "kept-key", "ML-KEM-768", 5);
+        m.key("kem", "ns", "gone-key", "ML-KEM-768", 5);
+        m.key("signature", "ns", "other-kind", "ML-DSA-65", 5);
+        m.retain("certificate", &HashSet::from([("ns".to_owned(), "kept".to_owned())]));
+        m.retain("kem", &HashSet::from([("ns".to_owned(), "kept-key".to_owned())]));
+        let text = m.encode();
+        assert!(text.contains("name=\"kept\"") && text.contains("name=\"kept-key\""), "{text}");
+        assert!(!text.contains("name=\"gone\"") && !text.contains("name=\"gone-key\""), "{text}");
+        assert!(text.contains("name=\"other-kind\""), "retain touched another kind:\n{text}");
     }
 
     #[test]

@@ -672,6 +672,14 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     step(&mut t, "outputs garbage-collected");
+    // ... and the deleted certificate's expiry and renewal series leave /metrics.
+    let series =
+        |text: &str| text.lines().any(|l| l.starts_with("qubesec_certificate_") && l.contains("name=\"api-tls\""));
+    while series(&ctx.metrics.encode()) {
+        assert!(Instant::now() < deadline, "a deleted certificate's metric series stayed");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(ctx.metrics.encode().contains("name=\"demo-root-ca\""), "the remaining certificate's series went too");
 
     operator.abort();
     eprintln!("e2e: total {:.1} s", total.elapsed().as_secs_f64());

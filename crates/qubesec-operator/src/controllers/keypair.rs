@@ -111,6 +111,10 @@ pub(crate) struct KeyPairInputs<'a> {
 /// The shortest rotation period accepted: anything faster is a typo, not a policy.
 const MIN_ROTATION: Duration = Duration::from_secs(10);
 
+/// The longest rotation period accepted (100 years of 365 days): longer is a typo too, and
+/// would overflow the timestamps it is added to.
+const MAX_ROTATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Parses `spec.rotation.every` (also used by certificates).
 pub(crate) fn rotation_period(rotation: Option<&RotationSchedule>) -> Result<Option<Duration>> {
     let Some(r) = rotation else { return Ok(None) };
@@ -120,6 +124,12 @@ pub(crate) fn rotation_period(rotation: Option<&RotationSchedule>) -> Result<Opt
         return Err(Error::user(
             "InvalidSpec",
             format!("spec.rotation.every: {:?} is shorter than the minimum of 10s", r.every),
+        ));
+    }
+    if every > MAX_ROTATION {
+        return Err(Error::user(
+            "InvalidSpec",
+            format!("spec.rotation.every: {:?} is longer than the maximum of 876000h (100 years)", r.every),
         ));
     }
     Ok(Some(every))

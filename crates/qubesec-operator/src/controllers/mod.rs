@@ -45,13 +45,27 @@ pub fn all(ctx: &Arc<Context>) -> Vec<BoxFuture<'static, ()>> {
 }
 
 /// Removes the metric series of deleted `K` objects (certificate expiry, key age), so alerts
-/// never fire for something that no longer exists.
+/// never fire for something that no longer exists. A metadata-only watch with kube's backoff;
+/// after each (re-)list, objects deleted while the watch was down are dropped too.
 fn forget_deleted<K: Managed>(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     use futures::{FutureExt, StreamExt};
+    use kube::runtime::WatchStreamExt;
+    let mut listed = std::collections::HashSet::new();
+    // kube 5: an `Api<PartialObjectMeta<K>>` lists and watches metadata only.
     watcher(ctx.watch_api::<kube::core::PartialObjectMeta<K>>(), watcher::Config::default())
+        .default_backoff()
         .for_each(move |event| {
-            if let Ok(watcher::Event::Delete(obj)) = event {
-                ctx.metrics.forget(K::KIND, &obj.namespace().unwrap_or_default(), &obj.name_any());
+            let key = |o: &kube::core::PartialObjectMeta<K>| (o.namespace().unwrap_or_default(), o.name_any());
+            match event {
+                Ok(watcher::Event::Delete(obj)) => {
+                    ctx.metrics.forget(K::KIND, &obj.namespace().unwrap_or_default(), &obj.name_any())
+                }
+                Ok(watcher::Event::Init) => listed.clear(),
+                Ok(watcher::Event::InitApply(obj)) => {
+                    listed.insert(key(&obj));
+                }
+                Ok(watcher::Event::InitDone) => ctx.metrics.retain(K::KIND, &std::mem::take(&mut listed)),
+                Ok(watcher::Event::Apply(_)) | Err(_) => {}
             }
             futures::future::ready(())
         })

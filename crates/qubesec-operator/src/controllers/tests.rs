@@ -372,3 +372,18 @@ async fn key_pair_generates_once_and_publishes_the_public_key() {
     );
     assert!(outcome.state.message.contains("Kyber768"), "{}", outcome.state.message);
 }
+
+#[test]
+fn rotation_periods_are_bounded_and_errors_name_the_field() {
+    use super::keypair::rotation_period;
+    use crate::crd::RotationSchedule;
+    let period = |every: &str| rotation_period(Some(&RotationSchedule { every: every.to_owned() }));
+    assert_eq!(period("720h").unwrap(), Some(Duration::from_secs(720 * 3600)));
+    assert_eq!(period("10s").unwrap(), Some(Duration::from_secs(10)));
+    assert_eq!(rotation_period(None).unwrap(), None);
+    for bad in ["5s", "9999999h9999999h", "soon"] {
+        let err = period(bad).unwrap_err();
+        assert_eq!(err.category(), Category::User, "{bad}");
+        assert!(err.to_string().contains("spec.rotation.every"), "{bad}: {err}");
+    }
+}
