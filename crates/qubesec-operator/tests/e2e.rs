@@ -324,6 +324,28 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
     let bob = secret_bytes(&secrets.get("bob-aes").await.unwrap(), "key");
     assert_eq!(alice.len(), 32);
     assert_eq!(alice, bob, "the two derived AES-256 keys differ");
+    // The same salt and info given as base64 (`saltBase64`, `infoBase64`: binary HKDF inputs)
+    // derive the same key.
+    let b64 = |text: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, text);
+    let binary: QuantumDerivedKey = serde_json::from_value(manifest(
+        "QuantumDerivedKey",
+        "alice-aes-binary",
+        json!({
+            "sharedSecretRef": {"name": "alice-decap", "key": "shared_secret"},
+            "saltBase64": b64("qubesec-demo"),
+            "infoBase64": b64("alice-bob session key v1"),
+        }),
+    ))
+    .unwrap();
+    let derived_keys: Api<QuantumDerivedKey> = Api::namespaced(client.clone(), NS);
+    derived_keys.create(&PostParams::default(), &binary).await.unwrap();
+    wait_for(&derived_keys, "alice-aes-binary", "Ready", |d| {
+        is_ready(d.status.as_ref().map(|s| &s.common), d.metadata.generation)
+    })
+    .await;
+    let from_base64 = secret_bytes(&secrets.get("alice-aes-binary").await.unwrap(), "key");
+    assert_eq!(from_base64, alice, "saltBase64/infoBase64 derived another key than salt/info");
+    derived_keys.delete("alice-aes-binary", &DeleteParams::default()).await.unwrap();
     let encap: Api<QuantumEncapsulateSecret> = Api::namespaced(client.clone(), NS);
     let decap: Api<QuantumDecapsulateSecret> = Api::namespaced(client.clone(), NS);
     let e_fp = encap.get("bob-encap").await.unwrap().status.unwrap().fingerprint.unwrap();
@@ -490,6 +512,25 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
             json!({"keyPairRef": {"name": "alice-kem"}, "ciphertext": "AAAA", "ciphertextRef": {"name": "bob-encap"}}),
         ),
         "spec.ciphertextRef",
+    )
+    .await;
+    let secret_ref = json!({"name": "alice-decap", "key": "shared_secret"});
+    expect_rejected(
+        &client,
+        "QuantumDerivedKey",
+        manifest(
+            "QuantumDerivedKey",
+            "two-salts",
+            json!({"sharedSecretRef": secret_ref, "salt": "a", "saltBase64": "YQ=="}),
+        ),
+        "spec.saltBase64",
+    )
+    .await;
+    expect_rejected(
+        &client,
+        "QuantumDerivedKey",
+        manifest("QuantumDerivedKey", "bad-info", json!({"sharedSecretRef": secret_ref, "infoBase64": "not base64!"})),
+        "spec.infoBase64",
     )
     .await;
     expect_rejected(

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use base64::Engine as _;
+
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
@@ -74,8 +76,9 @@ pub(crate) async fn reconcile_inner(obj: &QuantumDerivedKey, ctx: &Context) -> R
             ),
         ));
     }
-    let salt = spec.salt.as_deref().unwrap_or_default().as_bytes();
-    let info = spec.info.as_deref().unwrap_or_default().as_bytes();
+    let salt = kdf_input("salt", spec.salt.as_deref(), spec.salt_base64.as_deref())?;
+    let info = kdf_input("info", spec.info.as_deref(), spec.info_base64.as_deref())?;
+    let (salt, info) = (salt.as_slice(), info.as_slice());
     let algorithm = format!("HKDF-{}/{}", spec.hash, spec.key_type);
     let okm = ctx
         .metrics
@@ -110,4 +113,35 @@ pub(crate) async fn reconcile_inner(obj: &QuantumDerivedKey, ctx: &Context) -> R
         ..DerivedKeyStatus::default()
     };
     Ok(Outcome::new(status, State::ready("Derived", format!("{len}-byte key in Secret {name}"))))
+}
+
+/// The bytes of HKDF `salt` or `info`: the UTF-8 text of `spec.<field>`, or the decoded
+/// `spec.<field>Base64` (admission allows at most one; both absent is empty).
+fn kdf_input(field: &str, text: Option<&str>, b64: Option<&str>) -> Result<Vec<u8>> {
+    match (text, b64) {
+        (Some(_), Some(_)) => {
+            Err(Error::user("InvalidSpec", format!("at most one of spec.{field} and spec.{field}Base64 may be set")))
+        }
+        (Some(t), None) => Ok(t.as_bytes().to_vec()),
+        (None, Some(b)) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|e| Error::user("InvalidSpec", format!("spec.{field}Base64 is not valid base64: {e}"))),
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kdf_inputs_come_from_text_or_base64_and_errors_name_the_field() {
+        assert_eq!(kdf_input("salt", Some("abc"), None).unwrap(), b"abc");
+        assert_eq!(kdf_input("salt", None, Some("AP8=")).unwrap(), [0x00, 0xff]);
+        assert!(kdf_input("info", None, None).unwrap().is_empty());
+        let both = kdf_input("salt", Some("a"), Some("YQ==")).unwrap_err().to_string();
+        assert!(both.contains("spec.salt and spec.saltBase64"), "{both}");
+        let bad = kdf_input("info", None, Some("not base64!")).unwrap_err().to_string();
+        assert!(bad.contains("spec.infoBase64"), "{bad}");
+    }
 }

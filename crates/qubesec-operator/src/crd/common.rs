@@ -169,6 +169,13 @@ pub(crate) fn ciphertext_schema(_: &mut SchemaGenerator) -> Schema {
     s
 }
 
+/// Schema for binary HKDF salt/info (base64; 1024 bytes fit).
+pub(crate) fn kdf_bytes_schema(_: &mut SchemaGenerator) -> Schema {
+    let mut s = base64_schema(1368);
+    s.insert("description".into(), "Binary HKDF input, base64 (standard alphabet, padded; at most 1024 bytes).".into());
+    s
+}
+
 /// Schema for inline signatures (base64; SLH-DSA-256f's 49856 bytes fit).
 pub(crate) fn signature_schema(_: &mut SchemaGenerator) -> Schema {
     let mut s = base64_schema(70_000);

@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, DataRef, ResourceRef, ciphertext_schema, string_enum};
+use super::common::{CommonStatus, DataRef, ResourceRef, ciphertext_schema, kdf_bytes_schema, string_enum};
 
 string_enum! {
     /// Where an encapsulator finds the public key.
@@ -286,6 +286,8 @@ pub struct DerivedKeyStatus {
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = kube::core::Rule::new("self.keyType == 'Raw' ? has(self.length) : !has(self.length)").message("spec.length is required when spec.keyType is Raw, and not allowed otherwise"))]
+#[x_kube(validation = kube::core::Rule::new("!(has(self.salt) && has(self.saltBase64))").message("at most one of spec.salt and spec.saltBase64 may be set"))]
+#[x_kube(validation = kube::core::Rule::new("!(has(self.info) && has(self.infoBase64))").message("at most one of spec.info and spec.infoBase64 may be set"))]
 #[serde(rename_all = "camelCase")]
 pub struct QuantumDerivedKeySpec {
     /// The Secret key holding the input keying material (key `shared_secret` by default).
@@ -293,14 +295,23 @@ pub struct QuantumDerivedKeySpec {
     /// The HKDF hash: SHA-256 (default), SHA-384, SHA-512, SHA3-256 or SHA3-512.
     #[serde(default)]
     pub hash: KdfHash,
-    /// HKDF salt (UTF-8 text); empty when absent.
+    /// HKDF salt (UTF-8 text); empty when absent. For a binary salt use `saltBase64`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub salt: Option<String>,
-    /// HKDF info (UTF-8 text) binding the key to its purpose; empty when absent.
+    /// HKDF salt as base64, for binary salts. At most one of `salt` and `saltBase64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "kdf_bytes_schema")]
+    pub salt_base64: Option<String>,
+    /// HKDF info (UTF-8 text) binding the key to its purpose; empty when absent. For binary info
+    /// use `infoBase64`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub info: Option<String>,
+    /// HKDF info as base64, for binary context strings. At most one of `info` and `infoBase64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "kdf_bytes_schema")]
+    pub info_base64: Option<String>,
     /// AES-256 (default), AES-128, ChaCha20-Poly1305, HMAC-SHA256, or Raw with `length`.
     #[serde(default)]
     pub key_type: KeyType,
