@@ -20,6 +20,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::io::Write as _;
@@ -33,7 +35,6 @@ use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client};
 use qubesec_operator::crd::{QuantumDecapsulateSecret, QuantumEncapsulateSecret, QuantumKEMKeyPair, is_ready};
@@ -41,9 +42,8 @@ use qubesec_operator::{Config, Context};
 use qubesec_testenv::ControlPlane;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use support::{TIMEOUT, impersonating, wait_for};
 use tokio::task::JoinHandle;
-
-const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
@@ -626,33 +626,9 @@ fn relative(from: &Path, to: &Path) -> PathBuf {
     path
 }
 
-/// A client acting as `user` (e.g. a ServiceAccount), through the admin kubeconfig's impersonation.
-async fn impersonating(cp: &ControlPlane, user: &str) -> Client {
-    let kubeconfig = Kubeconfig::read_from(cp.kubeconfig_path()).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
-    config.auth_info.impersonate = Some(user.to_owned());
-    Client::try_from(config).unwrap()
-}
-
 fn start_operator(client: &Client, config: Config) -> JoinHandle<()> {
     let ctx: Arc<Context> = Context::new(client.clone(), config);
     tokio::spawn(qubesec_operator::controllers::run(ctx))
-}
-
-async fn wait_for<K, F>(api: &Api<K>, name: &str, what: &str, f: F) -> K
-where
-    K: kube::Resource + Clone + Debug + serde::de::DeserializeOwned,
-    F: Fn(&K) -> bool,
-{
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let got = api.get_opt(name).await.unwrap();
-        if let Some(o) = got.as_ref().filter(|o| f(o)) {
-            return o.clone();
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {name}: {what}; last: {got:#?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The HTTP status of a failed API call (403 Forbidden, ...), or a panic if it succeeded.

@@ -8,8 +8,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::fmt::Debug;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,7 +23,6 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBind
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, ResourceExt};
@@ -36,10 +36,10 @@ use qubesec_operator::{Config, Context};
 use qubesec_testenv::ControlPlane;
 use serde::Deserialize;
 use serde_json::json;
+use support::{TIMEOUT, impersonating, wait_for};
 use tokio::task::JoinHandle;
 
 const NS: &str = "demo";
-const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn samples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/samples")
@@ -130,10 +130,7 @@ async fn apply_rbac(client: &Client) {
 /// A client that acts as the operator's ServiceAccount, so the operator runs with exactly the
 /// permissions the cluster-wide RBAC in `deploy/kustomize/` grants (see [`apply_rbac`]).
 async fn operator_client(cp: &ControlPlane) -> Client {
-    let kubeconfig = Kubeconfig::read_from(cp.kubeconfig_path()).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
-    config.auth_info.impersonate = Some("system:serviceaccount:qubesec-system:qubesec-operator".to_owned());
-    Client::try_from(config).unwrap()
+    impersonating(cp, "system:serviceaccount:qubesec-system:qubesec-operator").await
 }
 
 /// A control plane (without kube-controller-manager) with the CRDs, the test namespaces and the
@@ -162,22 +159,6 @@ async fn create_namespaces(client: &Client) {
 fn start_operator(client: &Client) -> (JoinHandle<()>, Arc<Context>) {
     let ctx = Context::new(client.clone(), Config::default());
     (tokio::spawn(qubesec_operator::controllers::run(ctx.clone())), ctx)
-}
-
-async fn wait_for<K, F>(api: &Api<K>, name: &str, what: &str, f: F) -> K
-where
-    K: kube::Resource + Clone + Debug + serde::de::DeserializeOwned,
-    F: Fn(&K) -> bool,
-{
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let got = api.get_opt(name).await.unwrap();
-        if let Some(o) = got.as_ref().filter(|o| f(o)) {
-            return o.clone();
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {name}: {what}; last: {got:#?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn ready_dyn(o: &DynamicObject) -> bool {
