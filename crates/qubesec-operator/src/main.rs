@@ -42,7 +42,7 @@ struct Cli {
 enum Command {
     /// Run the controllers (the default).
     Run,
-    /// Write the CRD manifests (one file per kind) into a directory, or print them.
+    /// Write the CRD manifests (one file per kind, and a `Kustomization`) into a directory, or print them.
     Crds {
         /// Directory to write `<plural>.<group>.yaml` files into; prints to stdout when absent.
         #[arg(long)]
@@ -150,6 +150,9 @@ fn crds(out_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
                 let path = dir.join(file);
                 std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
             }
+            let path = dir.join("Kustomization");
+            std::fs::write(&path, qubesec_operator::crd::kustomization())
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         None => {
             for (_, yaml) in manifests {

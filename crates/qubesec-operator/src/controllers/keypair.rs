@@ -30,57 +30,50 @@ use crate::reconcile::{Managed, Outcome, State, error_policy, finish, fresh, man
 managed!(QuantumKEMKeyPair, "kemkeypair");
 managed!(QuantumSignatureKeyPair, "signaturekeypair");
 
-pub(crate) fn kem_controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
-    Controller::new(ctx.watch_api::<QuantumKEMKeyPair>(), watcher::Config::default())
-        .owns(ctx.watch_api::<Secret>(), owned_config::<QuantumKEMKeyPair>())
-        .owns(ctx.watch_api::<ConfigMap>(), owned_config::<QuantumKEMKeyPair>())
-        .run(reconcile_kem, error_policy::<QuantumKEMKeyPair>, ctx)
+/// The two key pair kinds, as their shared controller sees them.
+pub(crate) trait KeyPair: Managed {
+    /// What the spec asks for.
+    fn inputs(&self) -> Result<KeyPairInputs<'_>>;
+    /// The status written so far.
+    fn key_pair_status(&self) -> Option<&KeyPairStatus>;
+}
+
+macro_rules! key_pair {
+    ($ty:ty) => {
+        impl KeyPair for $ty {
+            fn inputs(&self) -> Result<KeyPairInputs<'_>> {
+                let (alg, alias) = self.spec.algorithm.resolve().map_err(|e| Error::bug(e.to_string()))?;
+                Ok(KeyPairInputs {
+                    alg: alg.into(),
+                    alias,
+                    secret_name: self.spec.secret_name.as_deref(),
+                    rotation: self.spec.rotation.as_ref(),
+                    history_limit: self.spec.revision_history_limit,
+                })
+            }
+            fn key_pair_status(&self) -> Option<&KeyPairStatus> {
+                self.status.as_ref()
+            }
+        }
+    };
+}
+key_pair!(QuantumKEMKeyPair);
+key_pair!(QuantumSignatureKeyPair);
+
+/// The controller of key pair kind `K`: its objects, and the Secrets and ConfigMaps it owns.
+pub(crate) fn controller<K: KeyPair>(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
+    Controller::new(ctx.watch_api::<K>(), watcher::Config::default())
+        .owns(ctx.watch_api::<Secret>(), owned_config::<K>())
+        .owns(ctx.watch_api::<ConfigMap>(), owned_config::<K>())
+        .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(log_result)
         .boxed()
 }
 
-pub(crate) fn sig_controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
-    Controller::new(ctx.watch_api::<QuantumSignatureKeyPair>(), watcher::Config::default())
-        .owns(ctx.watch_api::<Secret>(), owned_config::<QuantumSignatureKeyPair>())
-        .owns(ctx.watch_api::<ConfigMap>(), owned_config::<QuantumSignatureKeyPair>())
-        .run(reconcile_sig, error_policy::<QuantumSignatureKeyPair>, ctx)
-        .for_each(log_result)
-        .boxed()
-}
-
-async fn reconcile_kem(obj: Arc<QuantumKEMKeyPair>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile<K: KeyPair>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
-    let result = async {
-        let (alg, alias) = obj.spec.algorithm.resolve().map_err(|e| Error::bug(e.to_string()))?;
-        let inputs = KeyPairInputs {
-            alg: alg.into(),
-            alias,
-            secret_name: obj.spec.secret_name.as_deref(),
-            rotation: obj.spec.rotation.as_ref(),
-            history_limit: obj.spec.revision_history_limit,
-        };
-        reconcile_key_pair(&*obj, &ctx, inputs, obj.status.as_ref()).await
-    }
-    .await;
-    finish(&*obj, &ctx, started, result).await
-}
-
-async fn reconcile_sig(obj: Arc<QuantumSignatureKeyPair>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
-    let result = async {
-        let (alg, alias) = obj.spec.algorithm.resolve().map_err(|e| Error::bug(e.to_string()))?;
-        let inputs = KeyPairInputs {
-            alg: alg.into(),
-            alias,
-            secret_name: obj.spec.secret_name.as_deref(),
-            rotation: obj.spec.rotation.as_ref(),
-            history_limit: obj.spec.revision_history_limit,
-        };
-        reconcile_key_pair(&*obj, &ctx, inputs, obj.status.as_ref()).await
-    }
-    .await;
+    let result = async { reconcile_key_pair(&*obj, &ctx, obj.inputs()?, obj.key_pair_status()).await }.await;
     finish(&*obj, &ctx, started, result).await
 }
 

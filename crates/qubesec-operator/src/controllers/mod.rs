@@ -29,8 +29,8 @@ pub use keypair::{kem_public_key, signing_key};
 /// All nine controllers as futures; each runs until its watches end (in practice, forever).
 pub fn all(ctx: &Arc<Context>) -> Vec<BoxFuture<'static, ()>> {
     vec![
-        keypair::kem_controller(ctx.clone()),
-        keypair::sig_controller(ctx.clone()),
+        keypair::controller::<crate::crd::QuantumKEMKeyPair>(ctx.clone()),
+        keypair::controller::<crate::crd::QuantumSignatureKeyPair>(ctx.clone()),
         random::controller(ctx.clone()),
         encapsulate::controller(ctx.clone()),
         decapsulate::controller(ctx.clone()),
