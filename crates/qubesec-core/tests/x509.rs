@@ -78,7 +78,9 @@ fn good_chain_verifies_and_reads_back() {
     assert!(!leaf.matches_host("example.com") && !leaf.matches_host("10.0.0.2"));
     assert_eq!(leaf.public_key().unwrap().algorithm().name(), "ML-DSA-44");
     let serial = leaf.serial_hex();
-    assert!(serial.len() <= 40 && !serial.starts_with('0') && u8::from_str_radix(&serial[..2], 16).unwrap() < 0x80);
+    // At most 20 octets, positive, minimally encoded: the first octet is 0x01..=0x7f (hex "0b..." is fine).
+    let first = u8::from_str_radix(&serial[..2], 16).unwrap();
+    assert!(serial.len() <= 40 && serial.len() % 2 == 0 && (0x01..0x80).contains(&first), "serial {serial}");
     let back = leaf.not_before();
     assert!(back <= now() - Duration::from_secs(60), "notBefore is back-dated");
     // PEM chains round-trip in order.
