@@ -80,7 +80,7 @@ fn good_chain_verifies_and_reads_back() {
     let serial = leaf.serial_hex();
     // At most 20 octets, positive, minimally encoded: the first octet is 0x01..=0x7f (hex "0b..." is fine).
     let first = u8::from_str_radix(&serial[..2], 16).unwrap();
-    assert!(serial.len() <= 40 && serial.len() % 2 == 0 && (0x01..0x80).contains(&first), "serial {serial}");
+    assert!(serial.len() <= 40 && serial.len().is_multiple_of(2) && (0x01..0x80).contains(&first), "serial {serial}");
     let back = leaf.not_before();
     assert!(back <= now() - Duration::from_secs(60), "notBefore is back-dated");
     // PEM chains round-trip in order.
