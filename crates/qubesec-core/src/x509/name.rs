@@ -28,10 +28,16 @@ pub enum NameAttribute {
     StateOrProvince,
     /// `serialNumber` (2.5.4.5), PrintableString.
     SerialNumber,
+    /// `STREET`, streetAddress (2.5.4.9).
+    Street,
+    /// `DC`, domainComponent (0.9.2342.19200300.100.1.25, RFC 4519): one DNS label, IA5String.
+    DomainComponent,
+    /// `UID`, userId (0.9.2342.19200300.100.1.1, RFC 4519).
+    UserId,
 }
 
 impl NameAttribute {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 10] = [
         Self::CommonName,
         Self::Organization,
         Self::OrganizationalUnit,
@@ -39,6 +45,9 @@ impl NameAttribute {
         Self::Locality,
         Self::StateOrProvince,
         Self::SerialNumber,
+        Self::Street,
+        Self::DomainComponent,
+        Self::UserId,
     ];
 
     /// The RFC 4514 short name.
@@ -51,6 +60,9 @@ impl NameAttribute {
             Self::Locality => "L",
             Self::StateOrProvince => "ST",
             Self::SerialNumber => "serialNumber",
+            Self::Street => "STREET",
+            Self::DomainComponent => "DC",
+            Self::UserId => "UID",
         }
     }
 
@@ -64,6 +76,9 @@ impl NameAttribute {
             Self::Locality => ObjectIdentifier::new_unwrap("2.5.4.7"),
             Self::StateOrProvince => ObjectIdentifier::new_unwrap("2.5.4.8"),
             Self::SerialNumber => ObjectIdentifier::new_unwrap("2.5.4.5"),
+            Self::Street => ObjectIdentifier::new_unwrap("2.5.4.9"),
+            Self::DomainComponent => ObjectIdentifier::new_unwrap("0.9.2342.19200300.100.1.25"),
+            Self::UserId => ObjectIdentifier::new_unwrap("0.9.2342.19200300.100.1.1"),
         }
     }
 
@@ -77,7 +92,9 @@ impl NameAttribute {
         found.or_else(|| Self::ALL.into_iter().find(|a| a.oid().to_string() == key)).ok_or_else(|| {
             Error::encoding(
                 "distinguished name",
-                format!("unknown attribute type {key:?}; expected CN, O, OU, C, L, ST or serialNumber"),
+                format!(
+                    "unknown attribute type {key:?}; expected CN, O, OU, C, L, ST, STREET, DC, UID or serialNumber"
+                ),
             )
         })
     }
@@ -87,11 +104,14 @@ impl NameAttribute {
         if value.is_empty() {
             return Err(bad("empty value"));
         }
-        // ub-name lengths of RFC 5280 Appendix A.
+        // ub-name lengths of RFC 5280 Appendix A; a DNS label for DC (RFC 4519), X.520's 128 for
+        // STREET and RFC 4519's 256 for UID.
         let max = match self {
             Self::Country => 2,
             Self::CommonName | Self::Organization | Self::OrganizationalUnit | Self::SerialNumber => 64,
-            Self::Locality | Self::StateOrProvince => 128,
+            Self::DomainComponent => 63,
+            Self::Locality | Self::StateOrProvince | Self::Street => 128,
+            Self::UserId => 256,
         };
         if value.chars().count() > max {
             return Err(bad(&format!("longer than {max} characters")));
@@ -101,6 +121,9 @@ impl NameAttribute {
                 Err(bad("a country is two upper-case letters (ISO 3166)"))
             }
             Self::SerialNumber if !value.bytes().all(is_printable) => Err(bad("not a PrintableString")),
+            Self::DomainComponent if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
+                Err(bad("a domain component is one DNS label (letters, digits, '-')"))
+            }
             _ if value.chars().any(char::is_control) => Err(bad("contains control characters")),
             _ => Ok(()),
         }
@@ -109,6 +132,7 @@ impl NameAttribute {
     fn tag(self) -> Tag {
         match self {
             Self::Country | Self::SerialNumber => Tag::PrintableString,
+            Self::DomainComponent => Tag::Ia5String,
             _ => Tag::Utf8String,
         }
     }
@@ -332,6 +356,31 @@ mod tests {
         assert_eq!(dn.get(NameAttribute::CommonName), Some("api.example.com"));
         assert_eq!(dn.to_string().parse::<DistinguishedName>().unwrap(), dn);
         assert_eq!(DistinguishedName::from_x509(&dn.to_x509().unwrap()).unwrap(), dn);
+    }
+
+    #[test]
+    fn rfc4514_required_attributes_dc_street_uid() {
+        // RFC 4514, 3: parsers must recognise CN, L, ST, O, OU, C, STREET, DC and UID.
+        let dn: DistinguishedName = "UID=jsmith,STREET=1 Main St,DC=example,dc=com".parse().unwrap();
+        assert_eq!(dn.get(NameAttribute::UserId), Some("jsmith"));
+        assert_eq!(dn.get(NameAttribute::Street), Some("1 Main St"));
+        assert_eq!(dn.attributes().iter().filter(|(a, _)| *a == NameAttribute::DomainComponent).count(), 2, "{dn:?}");
+        assert_eq!(dn.to_string(), "UID=jsmith,STREET=1 Main St,DC=example,DC=com");
+        let x509 = dn.to_x509().unwrap();
+        assert_eq!(DistinguishedName::from_x509(&x509).unwrap(), dn);
+        // DC is an IA5String (RFC 4519), the others UTF8String; OIDs as registered.
+        let der = dn.to_der().unwrap();
+        let dc_oid = [0x06, 0x0a, 0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19, 0x16];
+        assert!(der.windows(dc_oid.len()).any(|w| w == dc_oid), "DC not as OID + IA5String");
+        let uid_oid = [0x06, 0x0a, 0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x01, 0x0c];
+        assert!(der.windows(uid_oid.len()).any(|w| w == uid_oid), "UID not as OID + UTF8String");
+        assert!(der.windows(4).any(|w| w == [0x06, 0x03, 0x55, 0x04]), "no 2.5.4.x attribute");
+        let street = [0x06, 0x03, 0x55, 0x04, 0x09, 0x0c];
+        assert!(der.windows(street.len()).any(|w| w == street), "STREET not as 2.5.4.9 + UTF8String");
+        for (bad, needle) in [("DC=exa mple", "DNS label"), ("DC=café", "DNS label"), ("UID=", "empty value")] {
+            let err = bad.parse::<DistinguishedName>().unwrap_err().to_string();
+            assert!(err.contains(needle), "{bad:?}: {err}");
+        }
     }
 
     #[test]
