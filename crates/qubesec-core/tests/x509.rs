@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use qubesec_core::sig::composite::{CompositeAlgorithm, CompositeSigningKey};
 use qubesec_core::x509::Certificate;
 use qubesec_core::x509::{
-    CertificateParams, CertificateRequest, ChainErrorKind, CsrPolicy, DistinguishedName, ExtendedKeyUsage, KeyUsage,
-    NameAttribute, SubjectAltName, SubjectPublicKey, verify_chain,
+    CertificateParams, CertificateRequest, ChainErrorKind, ChainOptions, CsrPolicy, DistinguishedName,
+    ExtendedKeyUsage, KeyUsage, NameAttribute, SubjectAltName, SubjectPublicKey, verify_chain, verify_chain_with,
 };
 use qubesec_core::{Error, KemAlgorithm, KemPrivateKey, PublicKey, SignatureAlgorithm, SigningKey};
 
@@ -182,7 +182,9 @@ fn validity_window_is_enforced() {
     let short_key = key(SignatureAlgorithm::MlDsa44);
     let short_ca = short.issue(&subject_key(&short_key), &p.root, &p.root_key).unwrap();
     let leaf_key = key(SignatureAlgorithm::MlDsa44);
-    let leaf = CertificateParams::new(dn("CN=l")).issue(&subject_key(&leaf_key), &short_ca, &short_key).unwrap();
+    // (The builder caps a leaf at its issuer's notAfter; hazmat builds one that outlives it.)
+    let leaf =
+        CertificateParams::new(dn("CN=l")).issue_unchecked(&subject_key(&leaf_key), &short_ca, &short_key).unwrap();
     let (i, k) =
         kind(verify_chain(&leaf, &[short_ca], std::slice::from_ref(&p.root), now() + Duration::from_secs(7200)));
     assert!(i == 1 && matches!(k, ChainErrorKind::Expired { .. }), "the intermediate is the one expired: {i} {k:?}");
@@ -217,6 +219,100 @@ fn issuer_rules_are_enforced() {
         kind(verify_chain(&p.leaf, std::slice::from_ref(&p.int), &[strict_root], now())),
         (2, ChainErrorKind::PathLenExceeded { path_len: 0, intermediates_below: 1 })
     );
+}
+
+#[test]
+fn issuance_stays_within_the_issuer() {
+    let root_key = key(SignatureAlgorithm::MlDsa65);
+    let sub_key = key(SignatureAlgorithm::MlDsa44);
+    // pathLenConstraint 0: end-entity certificates only.
+    let strict = CertificateParams::new(dn("CN=Strict Root")).ca(Some(0)).self_signed(&root_key).unwrap();
+    let err = CertificateParams::new(dn("CN=Sub")).ca(None).issue(&subject_key(&sub_key), &strict, &root_key);
+    let err = err.unwrap_err().to_string();
+    assert!(err.contains("pathLenConstraint 0") && err.contains("may not issue CA"), "{err}");
+    CertificateParams::new(dn("CN=leaf")).issue(&subject_key(&sub_key), &strict, &root_key).unwrap();
+    // pathLenConstraint 2: a sub-CA asking for 2 is refused; one asking for nothing gets 1.
+    let root = CertificateParams::new(dn("CN=Root")).ca(Some(2)).self_signed(&root_key).unwrap();
+    let err = CertificateParams::new(dn("CN=Sub")).ca(Some(2)).issue(&subject_key(&sub_key), &root, &root_key);
+    assert!(err.unwrap_err().to_string().contains("not below the issuer's pathLenConstraint 2"));
+    let sub = CertificateParams::new(dn("CN=Sub")).ca(None).issue(&subject_key(&sub_key), &root, &root_key).unwrap();
+    assert_eq!(sub.basic_constraints().unwrap().and_then(|b| b.path_len), Some(1));
+    // notAfter is capped at the issuer's.
+    let mut short = CertificateParams::new(dn("CN=Short Root")).ca(None);
+    short.not_after = now() + Duration::from_secs(3600);
+    let short_root = short.self_signed(&root_key).unwrap();
+    let leaf = CertificateParams::new(dn("CN=leaf"))
+        .valid_for(Duration::from_secs(90 * 24 * 3600))
+        .issue(&subject_key(&sub_key), &short_root, &root_key)
+        .unwrap();
+    assert_eq!(leaf.not_after(), short_root.not_after());
+    verify_chain(&leaf, &[], &[short_root.clone()], now() + Duration::from_secs(3000)).unwrap();
+    // An issuer that has expired before notBefore issues nothing.
+    let mut late = CertificateParams::new(dn("CN=late"));
+    late.not_before = now() + Duration::from_secs(7200);
+    late.not_after = now() + Duration::from_secs(9000);
+    let err = late.issue(&subject_key(&sub_key), &short_root, &root_key).unwrap_err().to_string();
+    assert!(err.contains("expires") && err.contains("notBefore"), "{err}");
+}
+
+#[test]
+fn path_building_backtracks_over_candidate_issuers() {
+    let p = pki();
+    let int_name = dn("CN=Intermediate,O=QubeSec");
+    // Two intermediates with the intermediate's name and key: the first one tried is not a CA
+    // (or expired, or issued by an unknown root); the second is the real one.
+    let mut not_ca = CertificateParams::new(int_name.clone());
+    not_ca.key_usage = Some(vec![KeyUsage::DigitalSignature]);
+    let not_ca = not_ca.issue(&subject_key(&p.int_key), &p.root, &p.root_key).unwrap();
+    let mut expired = CertificateParams::new(int_name.clone()).ca(Some(0));
+    expired.not_before = now() - Duration::from_secs(7200);
+    expired.not_after = now() - Duration::from_secs(3600);
+    let expired = expired.issue(&subject_key(&p.int_key), &p.root, &p.root_key).unwrap();
+    let stranger_key = key(SignatureAlgorithm::MlDsa44);
+    let stranger = CertificateParams::new(dn("CN=Stranger")).ca(None).self_signed(&stranger_key).unwrap();
+    let cross = CertificateParams::new(int_name).ca(Some(0)).issue(&subject_key(&p.int_key), &stranger, &stranger_key);
+    let cross = cross.unwrap();
+    for decoy in [not_ca, expired, cross] {
+        let intermediates = [decoy.clone(), p.int.clone()];
+        let path = verify_chain(&p.leaf, &intermediates, std::slice::from_ref(&p.root), now()).unwrap();
+        assert_eq!(path[1], p.int, "the valid intermediate was not found past {}", decoy.serial_hex());
+        // Alone, the decoy still fails, furthest from the leaf.
+        let (i, _) = kind(verify_chain(&p.leaf, &[decoy], std::slice::from_ref(&p.root), now()));
+        assert_eq!(i, 1);
+    }
+}
+
+#[test]
+fn extended_key_usage_is_checked_when_asked() {
+    let p = pki();
+    let anchors = std::slice::from_ref(&p.root);
+    let intermediates = std::slice::from_ref(&p.int);
+    let server = ChainOptions::default().purpose(ExtendedKeyUsage::ServerAuth);
+    let client = ChainOptions::default().purpose(ExtendedKeyUsage::ClientAuth);
+    // The leaf says serverAuth.
+    verify_chain_with(&p.leaf, intermediates, anchors, now(), &server).unwrap();
+    let (i, k) = kind(verify_chain_with(&p.leaf, intermediates, anchors, now(), &client));
+    assert_eq!((i, k), (0, ChainErrorKind::ExtendedKeyUsage { required: "clientAuth".into() }));
+    // Without the extension any purpose is allowed; anyExtendedKeyUsage allows any too.
+    let plain_key = key(SignatureAlgorithm::MlDsa44);
+    let plain = CertificateParams::new(dn("CN=plain")).issue(&subject_key(&plain_key), &p.int, &p.int_key).unwrap();
+    verify_chain_with(&plain, intermediates, anchors, now(), &client).unwrap();
+    let mut any = CertificateParams::new(dn("CN=any"));
+    any.extended_key_usage = vec![ExtendedKeyUsage::Other("2.5.29.37.0".parse().unwrap())];
+    let any = any.issue(&subject_key(&plain_key), &p.int, &p.int_key).unwrap();
+    verify_chain_with(&any, intermediates, anchors, now(), &client).unwrap();
+    // An intermediate restricted to clientAuth cannot vouch for a server.
+    let mut restricted = CertificateParams::new(dn("CN=Client CA")).ca(Some(0));
+    restricted.extended_key_usage = vec![ExtendedKeyUsage::ClientAuth];
+    let restricted_key = key(SignatureAlgorithm::MlDsa44);
+    let restricted = restricted.issue(&subject_key(&restricted_key), &p.root, &p.root_key).unwrap();
+    let mut leaf = CertificateParams::new(dn("CN=srv"));
+    leaf.extended_key_usage = vec![ExtendedKeyUsage::ServerAuth];
+    let leaf = leaf.issue(&subject_key(&plain_key), &restricted, &restricted_key).unwrap();
+    let (i, _) = kind(verify_chain_with(&leaf, std::slice::from_ref(&restricted), anchors, now(), &server));
+    assert_eq!(i, 1);
+    // Without a purpose, EKU is not checked (the default, as before).
+    verify_chain(&leaf, std::slice::from_ref(&restricted), anchors, now()).unwrap();
 }
 
 #[test]

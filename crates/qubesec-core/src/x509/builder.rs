@@ -158,9 +158,16 @@ impl CertificateParams {
 
     /// A certificate for `subject_key`, issued by the CA `issuer` with its key `issuer_key`.
     ///
+    /// The issuer's own limits carry over, so validators accept what is issued:
+    /// - notAfter is capped at the issuer's notAfter (compare [`Certificate::not_after`] of the
+    ///   result with [`Self::not_after`] to tell whether it was);
+    /// - under an issuer with pathLenConstraint `n`, a CA gets pathLenConstraint `n - 1` when
+    ///   none was asked for; asking for `n` or more is refused, and an issuer with `0` issues no CAs.
+    ///
     /// # Errors
     /// [`Error::InvalidParameters`] when the issuer is not a CA with keyCertSign,
-    /// when `issuer_key` does not belong to `issuer`, or for inconsistent parameters.
+    /// when `issuer_key` does not belong to `issuer`, when its pathLenConstraint forbids this CA,
+    /// when it expires before this certificate's notBefore, or for inconsistent parameters.
     pub fn issue<'a>(
         &self,
         subject_key: &SubjectPublicKey,
@@ -192,15 +199,62 @@ impl CertificateParams {
         issuer_key: CertSigner<'_>,
         checks: Checks,
     ) -> Result<Certificate> {
-        if checks == Checks::On {
-            Self::check_issuer(issuer, &issuer_key)?;
-        }
         let aki = match issuer.subject_key_id()? {
             Some(id) => id,
             None => key_identifier(&issuer.public_key_spki_der())?,
         };
         let issuer_name = Name::from_der(&issuer.subject_der()).map_err(|e| Error::encoding("issuer name", e))?;
-        self.sign(subject_key, issuer_name, aki, issuer_key, checks)
+        if checks == Checks::Off {
+            return self.sign(subject_key, issuer_name, aki, issuer_key, checks);
+        }
+        Self::check_issuer(issuer, &issuer_key)?;
+        // The certificate's own rules first, so their errors are not hidden by the issuer's limits.
+        self.check_consistency(subject_key)?;
+        self.within(issuer)?.sign(subject_key, issuer_name, aki, issuer_key, checks)
+    }
+
+    /// These parameters limited by `issuer`: notAfter capped at the issuer's, and a CA's
+    /// pathLenConstraint kept below the issuer's (see [`Self::issue`]).
+    fn within(&self, issuer: &Certificate) -> Result<Self> {
+        let mut limited = self.clone();
+        if issuer.not_after() <= self.not_before {
+            return Err(invalid(
+                "validity",
+                format!(
+                    "the issuer {} expires ({}) before this certificate's notBefore",
+                    issuer.subject(),
+                    super::format_time(issuer.not_after())
+                ),
+            ));
+        }
+        limited.not_after = self.not_after.min(issuer.not_after());
+        let issuer_path_len = issuer.basic_constraints()?.and_then(|bc| bc.path_len);
+        if let (true, Some(n)) = (self.is_ca, issuer_path_len) {
+            if n == 0 {
+                return Err(invalid(
+                    "CA flag",
+                    format!(
+                        "the issuer {} has pathLenConstraint 0: it may not issue CA certificates",
+                        issuer.subject()
+                    ),
+                ));
+            }
+            match self.path_len {
+                Some(p) if p >= n => {
+                    return Err(invalid(
+                        "pathLen",
+                        format!(
+                            "{p} is not below the issuer's pathLenConstraint {n} ({}); at most {}",
+                            issuer.subject(),
+                            n - 1
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => limited.path_len = Some(n - 1),
+            }
+        }
+        Ok(limited)
     }
 
     fn check_issuer(issuer: &Certificate, issuer_key: &CertSigner<'_>) -> Result<()> {

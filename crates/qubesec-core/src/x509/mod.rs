@@ -50,7 +50,7 @@ pub use builder::{BACKDATE, CertificateParams, DEFAULT_VALIDITY, SubjectPublicKe
 pub use csr::{CertificateRequest, CsrPolicy};
 pub use ext::{ExtendedKeyUsage, KeyUsage, SubjectAltName};
 pub use name::{DistinguishedName, NameAttribute};
-pub use verify::{ChainError, ChainErrorKind, verify_chain};
+pub use verify::{ChainError, ChainErrorKind, ChainOptions, verify_chain, verify_chain_with};
 
 /// Object identifiers, as used by the accessors here.
 pub use der::asn1::ObjectIdentifier;

@@ -4,20 +4,29 @@
 //! (the anchor signs itself or is trusted as given), validity at the given
 //! time, name chaining (issuer = next subject, compared as DER), no unknown
 //! critical extension; for every issuer: critical basicConstraints with cA,
-//! keyUsage with keyCertSign, and its pathLenConstraint. Not covered:
-//! revocation, name constraints and policies (certificates with such critical
-//! extensions are rejected as unknown critical extensions).
+//! keyUsage with keyCertSign, and its pathLenConstraint; when asked
+//! ([`ChainOptions::purpose`]), the extended key usage of every certificate
+//! that carries one. Path building backtracks: when an issuer candidate leads
+//! to a path that fails, the next candidate with the same name is tried.
+//! Not covered: revocation, name constraints and policies (certificates with
+//! such critical extensions are rejected as unknown critical extensions).
 
 use core::fmt;
 use std::time::SystemTime;
 
 use der::asn1::ObjectIdentifier;
 
-use super::{Certificate, KeyUsage, ext_oid};
+use super::{Certificate, ExtendedKeyUsage, KeyUsage, ext_oid};
 use crate::error::Error;
 
 /// The longest path tried (leaf + intermediates + anchor).
 const MAX_DEPTH: usize = 16;
+
+/// How many signatures path building checks at most, over all candidate paths.
+const MAX_SIGNATURE_CHECKS: usize = 64;
+
+/// anyExtendedKeyUsage (RFC 5280, 4.2.1.12).
+const ANY_EXTENDED_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37.0");
 
 /// Why a certificate on the path failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +75,12 @@ pub enum ChainErrorKind {
         /// What is wrong.
         reason: String,
     },
-    /// The path is longer than the validator allows (or loops).
+    /// The certificate carries an extendedKeyUsage without the purpose asked for (nor anyExtendedKeyUsage).
+    ExtendedKeyUsage {
+        /// The purpose asked for.
+        required: String,
+    },
+    /// The path is longer than the validator allows (or loops), or too many candidates were tried.
     TooLong,
 }
 
@@ -108,7 +122,12 @@ impl fmt::Display for ChainError {
             ),
             ChainErrorKind::UnknownCriticalExtension { oid } => write!(f, "unknown critical extension {oid}"),
             ChainErrorKind::Malformed { reason } => write!(f, "malformed: {reason}"),
-            ChainErrorKind::TooLong => write!(f, "no path within {MAX_DEPTH} certificates"),
+            ChainErrorKind::ExtendedKeyUsage { required } => {
+                write!(f, "its extendedKeyUsage does not allow {required}")
+            }
+            ChainErrorKind::TooLong => {
+                write!(f, "no path within {MAX_DEPTH} certificates and {MAX_SIGNATURE_CHECKS} signature checks")
+            }
         }
     }
 }
@@ -136,9 +155,29 @@ fn unix(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// What a path must satisfy beyond the checks every path gets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChainOptions {
+    /// The purpose the leaf is used for (e.g. [`ExtendedKeyUsage::ServerAuth`]). Every
+    /// certificate on the path that carries an extendedKeyUsage must list it or
+    /// anyExtendedKeyUsage; a certificate without the extension allows any purpose (RFC 5280).
+    pub purpose: Option<ExtendedKeyUsage>,
+}
+
+impl ChainOptions {
+    /// Requires `purpose` along the path.
+    #[must_use]
+    pub fn purpose(mut self, purpose: ExtendedKeyUsage) -> Self {
+        self.purpose = Some(purpose);
+        self
+    }
+}
+
 /// Builds and validates a path from `leaf` through any of `intermediates` to
 /// one of `anchors`, at time `at`. Returns the path, leaf first, anchor last.
 /// A leaf that is itself one of the anchors is valid on its own (checked for validity time only).
+/// The same as [`verify_chain_with`] without a purpose.
 ///
 /// # Errors
 /// A [`ChainError`] naming the failing certificate and the reason.
@@ -148,70 +187,132 @@ pub fn verify_chain(
     anchors: &[Certificate],
     at: SystemTime,
 ) -> Result<Vec<Certificate>, ChainError> {
-    let path = build_path(leaf, intermediates, anchors)?;
-    for (i, cert) in path.iter().enumerate() {
-        check_one(i, cert, at)?;
-        if i > 0 {
-            check_issuer(i, cert)?;
-        }
+    verify_chain_with(leaf, intermediates, anchors, at, &ChainOptions::default())
+}
+
+/// [`verify_chain`] with `options` (e.g. an extended key usage the path must allow).
+///
+/// Candidate issuers are tried in order (anchors first), and a candidate whose path fails
+/// further up is given up for the next one. When no path is valid, the error is the one
+/// found furthest from the leaf (the most specific reason).
+///
+/// # Errors
+/// A [`ChainError`] naming the failing certificate and the reason.
+pub fn verify_chain_with(
+    leaf: &Certificate,
+    intermediates: &[Certificate],
+    anchors: &[Certificate],
+    at: SystemTime,
+    options: &ChainOptions,
+) -> Result<Vec<Certificate>, ChainError> {
+    let mut search = Search { intermediates, anchors, at, options, signature_checks: 0, best: None };
+    let mut path = vec![leaf.clone()];
+    if search.extend(&mut path) {
+        return Ok(path);
     }
-    Ok(path)
+    Err(search.best.unwrap_or_else(|| fail(0, leaf, ChainErrorKind::TooLong)))
 }
 
 fn fail(index: usize, cert: &Certificate, kind: ChainErrorKind) -> ChainError {
     ChainError { index, subject: cert.subject(), kind }
 }
 
-/// Walks up by name, preferring candidates whose key verifies the signature.
-fn build_path(
-    leaf: &Certificate,
-    intermediates: &[Certificate],
-    anchors: &[Certificate],
-) -> Result<Vec<Certificate>, ChainError> {
-    let mut path = vec![leaf.clone()];
-    loop {
+/// A depth-first search for a valid path.
+struct Search<'a> {
+    intermediates: &'a [Certificate],
+    anchors: &'a [Certificate],
+    at: SystemTime,
+    options: &'a ChainOptions,
+    signature_checks: usize,
+    /// The failure furthest from the leaf so far.
+    best: Option<ChainError>,
+}
+
+impl Search<'_> {
+    fn record(&mut self, e: ChainError) {
+        if self.best.as_ref().is_none_or(|b| e.index > b.index) {
+            self.best = Some(e);
+        }
+    }
+
+    fn is_anchor(&self, cert: &Certificate) -> bool {
+        self.anchors.iter().any(|a| a.to_der() == cert.to_der())
+    }
+
+    /// Checks the last certificate of `path` in its position, then extends the path to an
+    /// anchor; `true` when `path` is now a valid path, `false` (with the failure recorded) if none is.
+    fn extend(&mut self, path: &mut Vec<Certificate>) -> bool {
         let index = path.len() - 1;
-        let current = &path[index];
-        if anchors.iter().any(|a| a.to_der() == current.to_der()) {
-            return Ok(path);
+        if let Err(e) = self.check(index, &path[index]) {
+            self.record(e);
+            return false;
+        }
+        if self.is_anchor(&path[index]) {
+            return true;
         }
         if path.len() >= MAX_DEPTH {
-            return Err(fail(index, current, ChainErrorKind::TooLong));
+            self.record(fail(index, &path[index], ChainErrorKind::TooLong));
+            return false;
         }
-        let wanted = current.issuer_der();
-        let by_name = |c: &&Certificate| c.subject_der() == wanted;
-        let anchor_candidates: Vec<&Certificate> = anchors.iter().filter(by_name).collect();
-        let inter_candidates: Vec<&Certificate> =
-            intermediates.iter().filter(by_name).filter(|c| !path.iter().any(|p| p.to_der() == c.to_der())).collect();
-        if anchor_candidates.is_empty() && inter_candidates.is_empty() {
-            return Err(fail(index, current, ChainErrorKind::IssuerNotFound { issuer: current.issuer() }));
+        let wanted = path[index].issuer_der();
+        let on_path = |c: &Certificate| path.iter().any(|p| p.to_der() == c.to_der());
+        let candidates: Vec<Certificate> = self
+            .anchors
+            .iter()
+            .chain(self.intermediates.iter().filter(|c| !on_path(c)))
+            .filter(|c| c.subject_der() == wanted)
+            .cloned()
+            .collect();
+        if candidates.is_empty() {
+            let current = &path[index];
+            self.record(fail(index, current, ChainErrorKind::IssuerNotFound { issuer: current.issuer() }));
+            return false;
         }
-        let mut last_error = None;
-        let mut next = None;
-        for candidate in anchor_candidates.iter().chain(inter_candidates.iter()) {
-            match current.verify_signed_by(candidate) {
+        for candidate in candidates {
+            if self.signature_checks >= MAX_SIGNATURE_CHECKS {
+                self.record(fail(index, &path[index], ChainErrorKind::TooLong));
+                return false;
+            }
+            self.signature_checks += 1;
+            match path[index].verify_signed_by(&candidate) {
                 Ok(()) => {
-                    next = Some((*candidate).clone());
-                    break;
+                    path.push(candidate);
+                    if self.extend(path) {
+                        return true;
+                    }
+                    path.pop();
                 }
                 Err(Error::UnsupportedAlgorithm { oid }) => {
-                    last_error = Some(ChainErrorKind::UnsupportedAlgorithm { oid });
+                    self.record(fail(index, &path[index], ChainErrorKind::UnsupportedAlgorithm { oid }));
                 }
-                Err(_) => {
-                    last_error.get_or_insert(ChainErrorKind::BadSignature);
-                }
+                Err(_) => self.record(fail(index, &path[index], ChainErrorKind::BadSignature)),
             }
         }
-        match next {
-            Some(issuer) => {
-                let is_anchor = anchors.iter().any(|a| a.to_der() == issuer.to_der());
-                path.push(issuer);
-                if is_anchor {
-                    return Ok(path);
-                }
-            }
-            None => return Err(fail(index, current, last_error.unwrap_or(ChainErrorKind::BadSignature))),
+        false
+    }
+
+    /// The checks of one certificate at position `index` (0 = leaf; above it, issuers).
+    fn check(&self, index: usize, cert: &Certificate) -> Result<(), ChainError> {
+        check_one(index, cert, self.at)?;
+        if index > 0 {
+            check_issuer(index, cert)?;
         }
+        if let Some(purpose) = &self.options.purpose {
+            check_purpose(index, cert, purpose)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_purpose(index: usize, cert: &Certificate, purpose: &ExtendedKeyUsage) -> Result<(), ChainError> {
+    let eku = cert
+        .extended_key_usage()
+        .map_err(|e| fail(index, cert, ChainErrorKind::Malformed { reason: e.to_string() }))?;
+    match eku {
+        Some(list) if !list.iter().any(|u| u == purpose || u.oid() == ANY_EXTENDED_KEY_USAGE) => {
+            Err(fail(index, cert, ChainErrorKind::ExtendedKeyUsage { required: purpose.to_string() }))
+        }
+        _ => Ok(()),
     }
 }
 
