@@ -1,27 +1,52 @@
-//! What every controller shares: the client, the operator's configuration, the event recorder and metrics.
+//! What every controller shares: the client, the operator's configuration, the event recorder,
+//! metrics, the crypto pool, per-object backoff, and the writes still on their way to the caches.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::crypto::CryptoPool;
 use crate::error::{Category, Error, Result};
 pub use crate::metrics::Metrics;
 
 /// The field manager for every server-side apply, and the Event reporter.
 pub const MANAGER: &str = "qubesec-operator";
 
+/// How long a write may take to show up in the watch caches before the operator stops waiting
+/// for it and trusts the cache again (a write overtaken by another one never shows up as such).
+pub const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Operator settings (command-line flags).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// Allow `...Ref.namespace` to name another namespace (off: tenants stay isolated).
     pub allow_cross_namespace_refs: bool,
     /// Watch only this namespace (single-namespace mode); `None` watches all.
     pub namespace: Option<String>,
+    /// How many objects of one kind are reconciled at the same time (`--max-concurrent-reconciles`).
+    pub max_concurrent_reconciles: u16,
+    /// Threads of the crypto pool (`--crypto-workers`).
+    pub crypto_workers: usize,
 }
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            allow_cross_namespace_refs: false,
+            namespace: None,
+            max_concurrent_reconciles: 8,
+            crypto_workers: crate::crypto::default_workers(),
+        }
+    }
+}
+
+/// Which object a write went to: `(kind, namespace, name)`.
+pub(crate) type ObjectKey = (&'static str, String, String);
 
 /// Shared state of all controllers.
 pub struct Context {
@@ -33,7 +58,11 @@ pub struct Context {
     pub recorder: Recorder,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Where key generation, signing, verification and issuance run.
+    pub crypto: CryptoPool,
     failures: Mutex<HashMap<String, u32>>,
+    /// The `resourceVersion` of each object this operator wrote, until its watch shows it.
+    expected: Mutex<HashMap<ObjectKey, (String, Instant)>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -45,13 +74,21 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// A context over `client`.
     pub fn new(client: Client, config: Config) -> Arc<Self> {
+        Self::with_metrics(client, config, Metrics::default())
+    }
+
+    /// A context over `client` recording into `metrics` (whose request counter the client may
+    /// already carry, see [`Metrics::request_layer`]).
+    pub fn with_metrics(client: Client, config: Config, metrics: Metrics) -> Arc<Self> {
         let reporter = Reporter { controller: MANAGER.to_owned(), instance: std::env::var("POD_NAME").ok() };
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
+            crypto: CryptoPool::new(config.crypto_workers),
             client,
             config,
-            metrics: Metrics::default(),
+            metrics,
             failures: Mutex::default(),
+            expected: Mutex::default(),
         })
     }
 
@@ -87,6 +124,20 @@ impl Context {
             Some(ns) => Ok(ns.to_owned()),
             None => Ok(own.to_owned()),
         }
+    }
+
+    /// Runs `op` on the crypto pool and records how long it took under `operation` and `algorithm`.
+    ///
+    /// # Errors
+    /// [`Error::Bug`] if the crypto worker died.
+    pub(crate) async fn crypto<T, F>(&self, operation: &'static str, algorithm: &str, op: F) -> Result<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (out, took) = self.crypto.run(op).await?;
+        self.metrics.crypto_took(operation, algorithm, took);
+        Ok(out)
     }
 
     /// Publishes an Event on `obj`; a failure is logged, never fatal.
@@ -126,5 +177,64 @@ impl Context {
     /// Metric label of an error category.
     pub(crate) fn outcome_label(c: Category) -> &'static str {
         c.label()
+    }
+
+    /// Remembers that this operator wrote `key` at `resource_version`: until the watch shows that
+    /// version (or [`EXPECTATION_TIMEOUT`] passes), the cache is older than what we know.
+    pub(crate) fn expect(&self, key: ObjectKey, resource_version: Option<String>) {
+        if let Some(rv) = resource_version {
+            self.expected.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (rv, Instant::now()));
+        }
+    }
+
+    /// A watch delivered `key` at `resource_version`: a write waiting for it has arrived.
+    pub(crate) fn saw(&self, key: &ObjectKey, resource_version: Option<&str>) {
+        let mut expected = self.expected.lock().unwrap_or_else(PoisonError::into_inner);
+        if expected.get(key).is_some_and(|(rv, _)| Some(rv.as_str()) == resource_version) {
+            expected.remove(key);
+        }
+    }
+
+    /// Forgets every expected write of `kind` (after a re-list, which may skip versions).
+    pub(crate) fn saw_all(&self, kind: &str) {
+        self.expected.lock().unwrap_or_else(PoisonError::into_inner).retain(|(k, _, _), _| *k != kind);
+    }
+
+    /// Whether a write to `key` has not reached the cache yet.
+    pub(crate) fn awaiting(&self, key: &ObjectKey) -> bool {
+        let mut expected = self.expected.lock().unwrap_or_else(PoisonError::into_inner);
+        match expected.get(key) {
+            Some((_, at)) if at.elapsed() < EXPECTATION_TIMEOUT => true,
+            Some(_) => {
+                expected.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn expected_writes_wait_for_their_version() {
+        let (svc, _handle) =
+            tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        let ctx = Context::new(Client::new(svc, "default"), Config { crypto_workers: 1, ..Config::default() });
+        let key: ObjectKey = ("Secret", "ns".into(), "s".into());
+        assert!(!ctx.awaiting(&key));
+        ctx.expect(key.clone(), Some("7".into()));
+        assert!(ctx.awaiting(&key));
+        ctx.saw(&key, Some("6"));
+        assert!(ctx.awaiting(&key), "an older version does not satisfy the expectation");
+        ctx.saw(&key, Some("7"));
+        assert!(!ctx.awaiting(&key));
+        ctx.expect(key.clone(), Some("9".into()));
+        ctx.saw_all("ConfigMap");
+        assert!(ctx.awaiting(&key));
+        ctx.saw_all("Secret");
+        assert!(!ctx.awaiting(&key));
     }
 }

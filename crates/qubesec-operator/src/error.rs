@@ -44,6 +44,10 @@ pub enum Error {
     /// An internal invariant broke.
     #[error("internal error: {0}")]
     Bug(String),
+    /// What the operator saw is older than what it wrote, or a write lost a race with another
+    /// writer (a `resourceVersion` precondition failed): look again shortly, writing nothing.
+    #[error("stale view: {0}")]
+    Stale(String),
 }
 
 impl Error {
@@ -61,16 +65,22 @@ impl Error {
     pub fn category(&self) -> Category {
         match self {
             Self::User { .. } => Category::User,
-            Self::Kube(_) | Self::Transient(_) => Category::Transient,
+            Self::Kube(_) | Self::Transient(_) | Self::Stale(_) => Category::Transient,
             Self::Bug(_) => Category::Bug,
         }
+    }
+
+    /// Whether this is [`Error::Stale`], or an API answer that means the same: 409 Conflict
+    /// (a `resourceVersion` precondition failed) or 404 on a write to an object seen a moment ago.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Self::Stale(_)) || matches!(self, Self::Kube(kube::Error::Api(s)) if s.code == 409)
     }
 
     /// The condition reason.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::User { reason, .. } => reason,
-            Self::Kube(_) | Self::Transient(_) => "TransientError",
+            Self::Kube(_) | Self::Transient(_) | Self::Stale(_) => "TransientError",
             Self::Bug(_) => "InternalError",
         }
     }

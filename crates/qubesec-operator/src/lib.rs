@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+pub mod cache;
 pub mod context;
 pub mod controllers;
 pub mod crd;
+pub mod crypto;
 pub mod duration;
 pub mod error;
 pub mod http;

@@ -36,6 +36,13 @@ struct Cli {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "qubesec-operator")]
     lease_name: String,
+    /// How many objects of one kind are reconciled at the same time.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_reconciles: u16,
+    /// Threads for key generation, signing, verification and issuance (16 MiB stacks);
+    /// default: the CPUs available.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    crypto_workers: Option<u16>,
 }
 
 #[derive(Subcommand)]
@@ -63,9 +70,24 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
-    let config = Config { allow_cross_namespace_refs: cli.allow_cross_namespace_refs, namespace: cli.namespace };
-    let ctx = Context::new(client, config);
+    let kube_config = kube::Config::infer().await.context("reading the Kubernetes client configuration")?;
+    let metrics = qubesec_operator::Metrics::new();
+    let client = kube::client::ClientBuilder::try_from(kube_config)
+        .context("building the Kubernetes client")?
+        .with_layer(&metrics.request_layer())
+        .build();
+    let config = Config {
+        allow_cross_namespace_refs: cli.allow_cross_namespace_refs,
+        namespace: cli.namespace,
+        max_concurrent_reconciles: cli.max_concurrent_reconciles,
+        crypto_workers: cli.crypto_workers.map_or_else(qubesec_operator::crypto::default_workers, usize::from),
+    };
+    tracing::info!(
+        crypto_workers = config.crypto_workers,
+        max_concurrent_reconciles = config.max_concurrent_reconciles,
+        "qubesec-operator configuration"
+    );
+    let ctx = Context::with_metrics(client, config, metrics);
     let listener = tokio::net::TcpListener::bind(cli.metrics_addr).await.context("binding the metrics address")?;
     tracing::info!(addr = %cli.metrics_addr, "qubesec-operator starting");
     let elector = cli.leader_elect.then(|| {

@@ -11,6 +11,7 @@
 //! | `qubesec_key_created_timestamp_seconds` | gauge | `kind`, `namespace`, `name`, `algorithm` |
 //! | `qubesec_key_rotations_total` | counter | `kind` |
 //! | `qubesec_leader` | gauge | (1 while this replica reconciles) |
+//! | `qubesec_kube_requests_total` | counter | `verb` (`get`, `list`, `watch`, `create`, `update`, `patch`, ...), `resource` |
 //!
 //! Timestamps are Unix seconds, so a key's age is `time() - qubesec_key_created_timestamp_seconds`.
 //! Series of a deleted certificate or key pair are removed ([`Metrics::forget`]).
@@ -36,6 +37,12 @@ struct OutcomeLabels {
 struct ErrorLabels {
     kind: &'static str,
     category: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    verb: &'static str,
+    resource: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -95,6 +102,7 @@ pub struct Metrics {
     cert_series: Mutex<HashSet<(String, String)>>,
     rotations: Family<KindLabels, Counter>,
     leader: Gauge,
+    requests: Family<RequestLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -122,6 +130,7 @@ impl Metrics {
         let key_created = Family::<KeyLabels, Gauge>::default();
         let rotations = Family::<KindLabels, Counter>::default();
         let leader = Gauge::default();
+        let requests = Family::<RequestLabels, Counter>::default();
         registry.register("reconciles", "Reconciles by kind and outcome", reconciles.clone());
         registry.register("reconcile_errors", "Failed reconciles by kind and error category", errors.clone());
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
@@ -155,8 +164,14 @@ impl Metrics {
             "1 while this replica holds the leader Lease (or runs without election)",
             leader.clone(),
         );
+        registry.register(
+            "kube_requests",
+            "Requests to the Kubernetes API by verb and resource (counted when the client carries request_layer)",
+            requests.clone(),
+        );
         Self {
             registry,
+            requests,
             reconciles,
             errors,
             reconcile_duration,
@@ -189,6 +204,39 @@ impl Metrics {
         let labels = CryptoLabels { operation, algorithm: algorithm.to_owned() };
         self.crypto.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
         out
+    }
+
+    /// Records how long a cryptographic operation took (on the crypto pool).
+    pub fn crypto_took(&self, operation: &'static str, algorithm: &str, took: Duration) {
+        let labels = CryptoLabels { operation, algorithm: algorithm.to_owned() };
+        self.crypto.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    /// A tower layer for the operator's Kubernetes client that counts every request into
+    /// `qubesec_kube_requests_total`: how many API calls the operator makes, and which write.
+    pub fn request_layer(
+        &self,
+    ) -> tower::util::MapRequestLayer<
+        impl Fn(http::Request<kube::client::Body>) -> http::Request<kube::client::Body> + Clone + use<>,
+    > {
+        let requests = self.requests.clone();
+        tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+            let (verb, resource) = classify(req.method(), req.uri());
+            requests.get_or_create(&RequestLabels { verb, resource }).inc();
+            req
+        })
+    }
+
+    /// How many requests of `verb` the client made so far (all resources).
+    pub fn requests(&self, verb: &str) -> u64 {
+        let mut total = 0;
+        let text = self.encode();
+        for line in text.lines().filter(|l| l.starts_with("qubesec_kube_requests_total{")) {
+            if line.contains(&format!("verb=\"{verb}\"")) {
+                total += line.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+        total
     }
 
     /// Records a certificate's notAfter and renewal time.
@@ -285,9 +333,67 @@ impl Metrics {
     }
 }
 
+/// The verb and resource of a Kubernetes API request (`/api/v1/namespaces/ns/secrets/name` is a
+/// `get` of `secrets`; `?watch=true` makes a `watch`; subresources show as `plural/sub`).
+pub fn classify(method: &http::Method, uri: &http::Uri) -> (&'static str, String) {
+    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    // After `api/<version>` or `apis/<group>/<version>`, maybe `namespaces/<ns>`, then the resource.
+    let rest: &[&str] = match segments.first() {
+        Some(&"api") => segments.get(2..).unwrap_or_default(),
+        Some(&"apis") => segments.get(3..).unwrap_or_default(),
+        _ => &[],
+    };
+    let rest = match rest {
+        ["namespaces", _, more @ ..] if !more.is_empty() => more,
+        other => other,
+    };
+    let (resource, named) = match rest {
+        [] => ("unknown".to_owned(), false),
+        [plural] => ((*plural).to_owned(), false),
+        [plural, _name] => ((*plural).to_owned(), true),
+        [plural, _name, sub, ..] => (format!("{plural}/{sub}"), true),
+    };
+    let watching = uri.query().is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let verb = match *method {
+        http::Method::GET if watching => "watch",
+        http::Method::GET if named => "get",
+        http::Method::GET => "list",
+        http::Method::POST => "create",
+        http::Method::PUT => "update",
+        http::Method::PATCH => "patch",
+        http::Method::DELETE if named => "delete",
+        http::Method::DELETE => "deletecollection",
+        _ => "other",
+    };
+    (verb, resource)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_classified_by_verb_and_resource() {
+        let c = |m: http::Method, u: &str| {
+            let (v, r) = classify(&m, &u.parse().unwrap());
+            (v, r)
+        };
+        assert_eq!(c(http::Method::GET, "/api/v1/namespaces/ns/secrets/s"), ("get", "secrets".into()));
+        assert_eq!(c(http::Method::GET, "/api/v1/secrets?labelSelector=a%3Db"), ("list", "secrets".into()));
+        assert_eq!(c(http::Method::GET, "/api/v1/secrets?watch=true&resourceVersion=5"), ("watch", "secrets".into()));
+        assert_eq!(
+            c(http::Method::POST, "/api/v1/namespaces/ns/configmaps?fieldManager=x"),
+            ("create", "configmaps".into())
+        );
+        assert_eq!(c(http::Method::PUT, "/api/v1/namespaces/ns/configmaps/c"), ("update", "configmaps".into()));
+        assert_eq!(
+            c(http::Method::PATCH, "/apis/qubesec.io/v1/namespaces/ns/quantumcertificates/c/status"),
+            ("patch", "quantumcertificates/status".into())
+        );
+        assert_eq!(c(http::Method::GET, "/api/v1/namespaces/ns"), ("get", "namespaces".into()));
+        assert_eq!(c(http::Method::POST, "/apis/events.k8s.io/v1/namespaces/ns/events"), ("create", "events".into()));
+        assert_eq!(c(http::Method::GET, "/version"), ("list", "unknown".into()));
+    }
 
     #[test]
     fn named_series_render_with_their_labels() {

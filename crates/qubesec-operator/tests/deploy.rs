@@ -11,7 +11,9 @@
 //!   `team-a`, running as its ServiceAccount, makes a key pair there; a tenant
 //!   ServiceAccount that can edit `team-b` can neither read that key's Secret
 //!   nor make either operator (namespaced, or cluster-wide without
-//!   `--allow-cross-namespace-refs`) use the key from `team-b`.
+//!   `--allow-cross-namespace-refs`) use the key from `team-b`; and even with
+//!   the flag, no resource kind reads a Secret that did not opt in
+//!   (`qubesec.io/input=true`) or a private key, and a CA key signs no chosen bytes.
 //!
 //! Needs the control-plane binaries, kubectl and helm (`cargo xtask testenv
 //! build`, or `QUBESEC_TESTENV_DIR`); without them the tests fail, they never
@@ -693,8 +695,7 @@ async fn namespaced_install_isolates_tenants() {
         status_of(Api::<Secret>::all(op_a.clone()).list(&ListParams::default()).await, "listing all Secrets"),
         403
     );
-    let namespaced_operator =
-        start_operator(&op_a, Config { allow_cross_namespace_refs: false, namespace: Some("team-a".into()) });
+    let namespaced_operator = start_operator(&op_a, Config { namespace: Some("team-a".into()), ..Config::default() });
 
     let kps_a: Api<QuantumKEMKeyPair> = Api::namespaced(admin.clone(), "team-a");
     kps_a
@@ -824,12 +825,152 @@ async fn namespaced_install_isolates_tenants() {
 
     // 3. The refusal is the flag's doing: with --allow-cross-namespace-refs the same reference
     // is honoured (an admin's explicit choice, which docs/install.md warns about).
-    let permissive = start_operator(&op_all, Config { allow_cross_namespace_refs: true, namespace: None });
+    let permissive = start_operator(&op_all, Config { allow_cross_namespace_refs: true, ..Config::default() });
     wait_for(&encaps_b_admin, "steal-encap", "Ready with the flag", |e| {
         is_ready(e.status.as_ref().map(|s| &s.common), e.metadata.generation)
     })
     .await;
     assert!(secrets_b.get_opt("steal-encap").await.unwrap().is_some());
+
+    // 4. Even then (cross-namespace references allowed), no resource kind reads a Secret that
+    // did not opt in with qubesec.io/input=true, nor a private key qubesec made: the tenant
+    // points every kind that takes a Secret at team-a's database password and at its KEM key.
+    let password = Secret {
+        metadata: ObjectMeta { name: Some("db-password".into()), ..ObjectMeta::default() },
+        data: Some(std::collections::BTreeMap::from([(
+            "password".into(),
+            k8s_openapi::ByteString(b"hunter2".to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    secrets_a.create(&PostParams::default(), &password).await.unwrap();
+    let pw = json!({"kind": "Secret", "name": "db-password", "namespace": "team-a", "key": "password"});
+    let attempts = [
+        (
+            "QuantumDerivedKey",
+            "read-pw",
+            json!({"sharedSecretRef": {"name": "db-password", "namespace": "team-a", "key": "password"}}),
+            "InputNotOptedIn",
+        ),
+        (
+            "QuantumSignMessage",
+            "sign-pw",
+            json!({"keyPairRef": {"name": "tenant-signer"}, "messageRef": pw}),
+            "InputNotOptedIn",
+        ),
+        (
+            "QuantumVerifySignature",
+            "guess-pw",
+            json!({"publicKeyRef": {"name": "tenant-signer"}, "messageRef": pw, "signature": "AAAA"}),
+            "InputNotOptedIn",
+        ),
+        (
+            "QuantumVerifySignature",
+            "sig-pw",
+            json!({"publicKeyRef": {"name": "tenant-signer"}, "message": "m", "signatureRef": pw}),
+            "InputNotOptedIn",
+        ),
+        (
+            "QuantumDecapsulateSecret",
+            "decap-pw",
+            json!({"keyPairRef": {"name": "tenant-kem"}, "ciphertextRef": pw}),
+            "InputNotOptedIn",
+        ),
+        (
+            "QuantumDerivedKey",
+            "read-key",
+            json!({"sharedSecretRef": {"name": "alice-kem", "namespace": "team-a", "key": "private_key"}}),
+            "InputNotAllowed",
+        ),
+    ];
+    let tenant_dyn = |kind: &str| {
+        kube::Api::<kube::api::DynamicObject>::namespaced_with(
+            tenant.clone(),
+            "team-b",
+            &kube::api::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk("qubesec.io", "v1", kind)),
+        )
+    };
+    for (kind, name, spec) in [
+        ("QuantumSignatureKeyPair", "tenant-signer", json!({"algorithm": "ML-DSA-44"})),
+        ("QuantumKEMKeyPair", "tenant-kem", json!({"algorithm": "ML-KEM-512"})),
+    ] {
+        tenant_dyn(kind).create(&PostParams::default(), &obj(kind, "team-b", name, spec)).await.unwrap();
+    }
+    for (kind, name, spec, _) in &attempts {
+        tenant_dyn(kind).create(&PostParams::default(), &obj(kind, "team-b", name, spec.clone())).await.unwrap();
+    }
+    let reason_of =
+        |o: &kube::api::DynamicObject| o.data["status"]["conditions"][0]["reason"].as_str().map(str::to_owned);
+    for (kind, name, _, reason) in &attempts {
+        let o = wait_for(&tenant_dyn(kind), name, reason, |o| reason_of(o).as_deref() == Some(*reason)).await;
+        eprintln!("deploy: tenant {kind} {name}: {}", o.data["status"]["error"]);
+    }
+    let cms_b: Api<ConfigMap> = Api::namespaced(admin.clone(), "team-b");
+    for name in ["read-pw", "decap-pw", "read-key"] {
+        assert!(secrets_b.get_opt(name).await.unwrap().is_none(), "Secret team-b/{name} was written");
+    }
+    assert!(cms_b.get_opt("sign-pw").await.unwrap().is_none(), "a signature over the password was published");
+    for name in ["guess-pw", "sig-pw"] {
+        let v = tenant_dyn("QuantumVerifySignature").get(name).await.unwrap();
+        assert!(v.data["status"]["result"].is_null(), "{name} answered whether a guess matches the password");
+    }
+
+    // 5. A CA key is only a CA key: the tenant cannot have team-a's CA key sign bytes it chooses.
+    let team_a = |kind: &str| {
+        kube::Api::<kube::api::DynamicObject>::namespaced_with(
+            admin.clone(),
+            "team-a",
+            &kube::api::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk("qubesec.io", "v1", kind)),
+        )
+    };
+    team_a("QuantumSignatureKeyPair")
+        .create(
+            &PostParams::default(),
+            &obj(
+                "QuantumSignatureKeyPair",
+                "team-a",
+                "ca-key",
+                json!({"algorithm": "ML-DSA-65", "purpose": "CertificateAuthority"}),
+            ),
+        )
+        .await
+        .unwrap();
+    team_a("QuantumCertificate")
+        .create(
+            &PostParams::default(),
+            &obj(
+                "QuantumCertificate",
+                "team-a",
+                "team-a-ca",
+                json!({"subject": "CN=Team A CA", "isCA": true, "keyPairRef": {"name": "ca-key"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let ready_obj =
+        |o: &kube::api::DynamicObject| reason_of(o).is_some() && o.data["status"]["conditions"][0]["status"] == "True";
+    wait_for(&team_a("QuantumCertificate"), "team-a-ca", "Ready", ready_obj).await;
+    // The TBS of a certificate naming the tenant as a CA would be "chosen bytes" here.
+    let forge = json!({"keyPairRef": {"name": "ca-key", "namespace": "team-a"}, "message": "30820122...tbsCertificate of my choosing"});
+    tenant_dyn("QuantumSignMessage")
+        .create(&PostParams::default(), &obj("QuantumSignMessage", "team-b", "forge", forge))
+        .await
+        .unwrap();
+    wait_for(&tenant_dyn("QuantumSignMessage"), "forge", "KeyPurposeMismatch", |o| {
+        reason_of(o).as_deref() == Some("KeyPurposeMismatch")
+    })
+    .await;
+    assert!(cms_b.get_opt("forge").await.unwrap().is_none(), "team-a's CA key signed the tenant's bytes");
+    // Nor can a tenant's own message key become a CA key.
+    let err = tenant_dyn("QuantumSignatureKeyPair")
+        .patch(
+            "tenant-signer",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"purpose": "CertificateAuthority"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("spec.purpose is immutable"), "{err}");
     permissive.abort();
     eprintln!("deploy: tenant isolation checked in {:.1} s", started.elapsed().as_secs_f64());
 }

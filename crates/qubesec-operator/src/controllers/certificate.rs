@@ -1,99 +1,215 @@
 //! `QuantumCertificate`: self-signed or issued by a CA `QuantumCertificate`, kept in a
-//! `kubernetes.io/tls` Secret, re-issued on spec or issuer change and renewed at `renewalTime`.
+//! `kubernetes.io/tls` Secret, re-issued on spec, issuer or key change and renewed at `renewalTime`.
+//!
+//! The certificate is built from the spec by the operator (the CA key never signs bytes a
+//! tenant chose); the issuer's limits carry over: notAfter is capped at the issuer's (with a
+//! `ValidityCapped` Warning event), and a CA under a CA with pathLen `n` gets at most `n - 1`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
 use qubesec_core::x509::{
     BACKDATE, Certificate, CertificateParams, DistinguishedName, ExtendedKeyUsage, KeyUsage, SubjectAltName,
     SubjectPublicKey,
 };
 use qubesec_core::{PrivateKey, PublicKey, SigningKey};
+use zeroize::Zeroizing;
 
-use super::keypair::rotation_period;
-use super::{log_result, owned_config, points_at, referrers, signing_key};
-use crate::context::Context;
+use super::keypair::{private_key_pem, purpose_mismatch, rotation_period};
+use crate::cache::{Run, Stores, Target};
 use crate::crd::{
-    CertificateStatus, QuantumCertificate, QuantumCertificateSpec, QuantumSignatureKeyPair, Revision, RotationPolicy,
+    CertificateStatus, KeyPurpose, OutputStatus, QuantumCertificate, QuantumCertificateSpec, Revision, RotationPolicy,
     Usage, is_ready, push_revision,
 };
 use crate::duration;
 use crate::error::{Error, Result};
-use crate::outputs::{apply_secret, fingerprint, owned_secret, secret_data, short};
-use crate::reconcile::{Outcome, State, error_policy, finish, fresh, managed, namespace};
+use crate::outputs::{OutputMetadata, SecretData, fingerprint, found, secret_data, short, write};
+use crate::reconcile::{Managed, Outcome, Reconcile, State, managed, namespace};
 
-managed!(QuantumCertificate, "certificate");
+managed!(QuantumCertificate, "certificate", CertificateStatus);
 
-pub(crate) fn controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
-    let c = Controller::new(ctx.watch_api::<QuantumCertificate>(), watcher::Config::default());
-    let (s1, s2) = (c.store(), c.store());
-    c.owns(ctx.watch_api::<Secret>(), owned_config::<QuantumCertificate>())
-        .watches(ctx.watch_api::<QuantumCertificate>(), watcher::Config::default(), move |issuer| {
-            referrers(&s1, |c: &QuantumCertificate| {
-                c.spec.issuer_ref.as_ref().is_some_and(|r| points_at(c, &r.name, r.namespace.as_deref(), &issuer))
-            })
-        })
-        .watches(ctx.watch_api::<QuantumSignatureKeyPair>(), watcher::Config::default(), move |kp| {
-            referrers(&s2, |c: &QuantumCertificate| {
-                c.spec.key_pair_ref.as_ref().is_some_and(|r| points_at(c, &r.name, r.namespace.as_deref(), &kp))
-            })
-        })
-        .run(reconcile, error_policy::<QuantumCertificate>, ctx)
-        .for_each(log_result)
-        .boxed()
+impl Reconcile for QuantumCertificate {
+    fn references(&self) -> Vec<Target> {
+        let own = self.namespace().unwrap_or_default();
+        let mut refs = Vec::new();
+        if let Some(r) = &self.spec.issuer_ref {
+            refs.push(("QuantumCertificate", r.namespace.clone().unwrap_or_else(|| own.clone()), r.name.clone()));
+        }
+        if let Some(r) = &self.spec.key_pair_ref {
+            refs.push(("QuantumSignatureKeyPair", r.namespace.clone().unwrap_or(own), r.name.clone()));
+        }
+        refs
+    }
+
+    fn store(stores: &Stores) -> &Store<Self> {
+        &stores.certificates
+    }
+
+    fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> impl Future<Output = Result<Outcome<CertificateStatus>>> + Send {
+        async move { reconcile_inner(&obj, &run).await }
+    }
 }
 
-async fn reconcile(obj: Arc<QuantumCertificate>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
-    let result = reconcile_inner(&obj, &ctx).await;
-    finish(&*obj, &ctx, started, result).await
+/// Why a certificate is (re-)issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// The first certificate.
+    Issued,
+    /// The Secret is gone.
+    SecretRegenerated,
+    /// A spec field that goes into the certificate changed.
+    SpecChanged,
+    /// The issuer's certificate changed (renewed, re-keyed, replaced).
+    IssuerChanged,
+    /// The referenced key pair rotated its key.
+    KeyPairRotated,
+    /// notAfter has passed.
+    Expired,
+    /// The renewal time has come.
+    Renewed,
+    /// The Secret holds another certificate than the recorded one.
+    SecretModified,
+}
+
+impl Reason {
+    /// The Event reason and type.
+    fn event(self) -> (&'static str, EventType) {
+        match self {
+            Self::Issued => ("Issued", EventType::Normal),
+            Self::SecretRegenerated => ("SecretRegenerated", EventType::Warning),
+            Self::SpecChanged => ("SpecChanged", EventType::Normal),
+            Self::IssuerChanged => ("IssuerChanged", EventType::Normal),
+            Self::KeyPairRotated => ("KeyPairRotated", EventType::Normal),
+            Self::Expired => ("Expired", EventType::Warning),
+            Self::Renewed => ("Renewed", EventType::Normal),
+            Self::SecretModified => ("SecretModified", EventType::Warning),
+        }
+    }
+}
+
+/// The certificate a Secret holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredCert {
+    /// `sha256:` over the certificate's DER.
+    pub(crate) fingerprint: String,
+    /// `sha256:` over its subject public key.
+    pub(crate) key_fingerprint: String,
+    /// notAfter.
+    pub(crate) not_after: SystemTime,
+    /// When it is due for renewal ([`renewal_time`]).
+    pub(crate) renewal: SystemTime,
+    /// Whether `tls.key` is there.
+    pub(crate) has_key: bool,
+}
+
+/// What the certificate plan looks at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Observed {
+    /// Digest of the spec fields that go into the certificate.
+    pub(crate) spec_digest: String,
+    /// The issuer certificate's fingerprint now (`None`: self-signed).
+    pub(crate) issuer: Option<String>,
+    /// With `keyPairRef`: the key pair's current fingerprint.
+    pub(crate) key_pair: Option<String>,
+    /// What the status recorded at the last issuance: spec digest, issuer, certificate.
+    pub(crate) recorded_digest: Option<String>,
+    /// The issuer fingerprint recorded.
+    pub(crate) recorded_issuer: Option<String>,
+    /// The certificate fingerprint recorded.
+    pub(crate) recorded_certificate: Option<String>,
+    /// The certificate in the Secret.
+    pub(crate) stored: Option<StoredCert>,
+}
+
+/// Keep the stored certificate (`None`) or issue one, and why: cert-manager's policy chain,
+/// each reason a check in order (pure).
+pub(crate) fn plan(o: &Observed, now: SystemTime) -> Option<Reason> {
+    let Some(c) = o.stored.as_ref().filter(|c| c.has_key) else {
+        return Some(if o.recorded_certificate.is_some() { Reason::SecretRegenerated } else { Reason::Issued });
+    };
+    let issued_before = o.recorded_digest.is_some();
+    if issued_before && o.recorded_digest.as_deref() != Some(o.spec_digest.as_str()) {
+        Some(Reason::SpecChanged)
+    } else if issued_before && o.recorded_issuer != o.issuer {
+        Some(Reason::IssuerChanged)
+    } else if o.key_pair.as_ref().is_some_and(|f| *f != c.key_fingerprint) {
+        Some(Reason::KeyPairRotated)
+    } else if now >= c.not_after {
+        Some(Reason::Expired)
+    } else if now >= c.renewal {
+        Some(Reason::Renewed)
+    } else if o.recorded_certificate.as_ref().is_some_and(|f| *f != c.fingerprint) {
+        Some(Reason::SecretModified)
+    } else {
+        None
+    }
+}
+
+/// When a certificate is due: `renewBefore` ahead of notAfter, or two thirds into its actual
+/// validity when `renewBefore` is not shorter than that (a validity capped by the issuer);
+/// earlier if `every` after issuance comes first.
+pub(crate) fn renewal_time(
+    not_before: SystemTime,
+    not_after: SystemTime,
+    renew_before: Duration,
+    every: Option<Duration>,
+) -> SystemTime {
+    let issued = not_before.checked_add(BACKDATE).unwrap_or(not_before);
+    let lifetime = not_after.duration_since(issued).unwrap_or_default();
+    let before_expiry = if renew_before < lifetime {
+        not_after.checked_sub(renew_before).unwrap_or(issued)
+    } else {
+        issued.checked_add(lifetime / 3 * 2).unwrap_or(not_after)
+    };
+    every.and_then(|e| issued.checked_add(e)).map_or(before_expiry, |t| t.min(before_expiry))
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    jiff::Timestamp::try_from(t).map(|t| t.to_string()).unwrap_or_default()
 }
 
 /// What an issuing CA contributes.
 struct Issuer {
     cert: Certificate,
-    key: SigningKey,
+    key_pem: Zeroizing<Vec<u8>>,
     chain_pem: String,
     ca_pem: String,
 }
 
-async fn issuer(ctx: &Context, ns: &str, name: &str) -> Result<Option<Issuer>> {
-    let Some(ca) = ctx.api::<QuantumCertificate>(ns).get_opt(name).await? else { return Ok(None) };
+/// The issuing CA; `Ok(None)` while it is not Ready.
+fn issuer(run: &Run, ns: &str, name: &str) -> Result<Option<Issuer>> {
+    let Some(ca) = run.stores.certificates.get(&ObjectRef::new(name).within(ns)) else { return Ok(None) };
     if !ca.spec.is_ca {
         return Err(Error::user(
             "IssuerNotCA",
             format!("spec.issuerRef: QuantumCertificate {name} is not a CA (isCA: false)"),
         ));
     }
-    if !is_ready(ca.status.as_ref().map(|s| &s.common), ca.metadata.generation) {
+    if !is_ready(ca.common_status(), ca.metadata.generation) {
         return Ok(None);
     }
-    let secret_name = ca.status.as_ref().and_then(|s| s.secret_name.clone()).unwrap_or_else(|| ca.name_any());
-    let Some(secret) = ctx.api::<Secret>(ns).get_opt(&secret_name).await? else { return Ok(None) };
+    let secret_name = ca.status().and_then(|s| s.output.secret_name.clone()).unwrap_or_else(|| ca.name_any());
+    let Some(secret) = run.stores.secrets.get(&ObjectRef::new(&secret_name).within(ns)) else { return Ok(None) };
     let (Some(crt), Some(key), Some(ca_crt)) =
         (secret_data(&secret, "tls.crt"), secret_data(&secret, "tls.key"), secret_data(&secret, "ca.crt"))
     else {
         return Ok(None);
     };
-    let bad = |what: &str, e: qubesec_core::Error| {
-        Error::user("InvalidIssuer", format!("issuer Secret {secret_name}: {what}: {e}"))
-    };
-    let cert = Certificate::from_pem(crt).map_err(|e| bad("tls.crt", e))?;
-    let key =
-        PrivateKey::from_pem(key).map_err(|e| bad("tls.key", e))?.into_signature().map_err(|e| bad("tls.key", e))?;
+    let cert = Certificate::from_pem(crt)
+        .map_err(|e| Error::user("InvalidIssuer", format!("issuer Secret {secret_name}: tls.crt: {e}")))?;
+    if ca.status().and_then(|s| s.certificate_fingerprint.clone()) != Some(cert.fingerprint().to_string()) {
+        // The CA is being re-issued; its status change brings us back.
+        return Ok(None);
+    }
     let to_text =
         |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| Error::user("InvalidIssuer", "issuer PEM is not UTF-8"));
-    Ok(Some(Issuer { cert, key, chain_pem: to_text(crt)?, ca_pem: to_text(ca_crt)? }))
+    Ok(Some(Issuer { cert, key_pem: Zeroizing::new(key.to_vec()), chain_pem: to_text(crt)?, ca_pem: to_text(ca_crt)? }))
 }
 
 fn user(field: &str, e: impl std::fmt::Display) -> Error {
@@ -144,32 +260,105 @@ fn params(spec: &QuantumCertificateSpec, validity: Duration) -> Result<Certifica
     Ok(p)
 }
 
-/// When `cert` is due: `renewBefore` ahead of notAfter, or `every` after it was issued, whichever is first.
-fn renewal_time(cert: &Certificate, renew_before: Duration, every: Option<Duration>) -> SystemTime {
-    let before_expiry = cert.not_after().checked_sub(renew_before).unwrap_or(SystemTime::UNIX_EPOCH);
-    let issued = cert.not_before().checked_add(BACKDATE).unwrap_or(before_expiry);
-    every.and_then(|e| issued.checked_add(e)).map_or(before_expiry, |t| t.min(before_expiry))
+/// Where the certificate's key comes from at issuance.
+enum KeySource {
+    /// A key pair's private key (PEM) with the fingerprint it must have.
+    KeyPair(Zeroizing<Vec<u8>>, String),
+    /// The key in the Secret (kept across renewals), if it is usable for `alg`; else a new one.
+    Stored(Option<Zeroizing<Vec<u8>>>, qubesec_core::SignatureAlgorithm),
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    jiff::Timestamp::try_from(t).map(|t| t.to_string()).unwrap_or_default()
+/// Issues on the crypto pool: loads or makes the key, loads the issuer's key, signs.
+fn issue(
+    params: CertificateParams,
+    key: KeySource,
+    issuer: Option<(Certificate, Zeroizing<Vec<u8>>)>,
+) -> Result<(Certificate, Zeroizing<String>)> {
+    let key = match key {
+        KeySource::KeyPair(pem, fp) => {
+            let key = PrivateKey::from_pem(&pem)
+                .and_then(PrivateKey::into_signature)
+                .map_err(|e| Error::user("InvalidPrivateKey", format!("spec.keyPairRef: private_key.pem: {e}")))?;
+            let have = key
+                .verifying_key()
+                .and_then(|v| qubesec_core::Fingerprint::of_public_key(&PublicKey::from(v.clone())))
+                .map_err(|e| Error::bug(e.to_string()))?;
+            if have.to_string() != fp {
+                return Err(Error::Stale("the key pair's Secret is being rewritten".into()));
+            }
+            key
+        }
+        KeySource::Stored(pem, alg) => {
+            let kept = pem
+                .and_then(|p| PrivateKey::from_pem(&p).ok())
+                .and_then(|k| k.into_signature().ok())
+                .filter(|k| k.algorithm() == alg);
+            match kept {
+                Some(k) => k,
+                None => SigningKey::generate(alg).map_err(|e| Error::bug(format!("key generation: {e}")))?,
+            }
+        }
+    };
+    let public = PublicKey::from(key.verifying_key().map_err(|e| Error::bug(e.to_string()))?.clone());
+    let spk = SubjectPublicKey::from_spki_der(&public.to_spki_der().map_err(|e| Error::bug(e.to_string()))?)
+        .map_err(|e| Error::bug(e.to_string()))?;
+    let issued = match issuer {
+        None => params.self_signed(&key),
+        Some((cert, pem)) => {
+            let ca_key = PrivateKey::from_pem(&pem)
+                .and_then(PrivateKey::into_signature)
+                .map_err(|e| Error::user("InvalidIssuer", format!("issuer Secret: tls.key: {e}")))?;
+            params.issue(&spk, &cert, &ca_key)
+        }
+    };
+    let cert = issued.map_err(|e| Error::user("IssuanceFailed", format!("cannot issue the certificate: {e}")))?;
+    let key_pem = PrivateKey::Signature(key).to_pkcs8_pem().map_err(|e| Error::bug(e.to_string()))?;
+    Ok((cert, key_pem))
 }
 
-pub(crate) async fn reconcile_inner(obj: &QuantumCertificate, ctx: &Context) -> Result<Outcome<CertificateStatus>> {
+/// The `kubernetes.io/tls` Secret for `cert`.
+fn tls_secret(cert: &Certificate, chain: String, key_pem: &[u8], ca: String) -> Result<SecretData> {
+    let key_fp = cert.key_fingerprint().to_string();
+    let alg = cert.public_key().map(|k| k.algorithm().name().to_owned()).unwrap_or_else(|_| "composite".to_owned());
+    let meta = OutputMetadata {
+        certificate_fingerprint: Some(cert.fingerprint().to_string()),
+        serial_number: Some(cert.serial_hex()),
+        not_after: Some(rfc3339(cert.not_after())),
+        ..OutputMetadata::new(
+            "QuantumCertificate",
+            &alg,
+            &key_fp,
+            &rfc3339(cert.not_before().checked_add(BACKDATE).unwrap_or(cert.not_before())),
+        )
+    };
+    Ok(SecretData {
+        type_: "kubernetes.io/tls",
+        data: BTreeMap::from([
+            ("tls.crt".to_owned(), chain.into_bytes()),
+            ("tls.key".to_owned(), key_pem.to_vec()),
+            ("ca.crt".to_owned(), ca.into_bytes()),
+            ("metadata".to_owned(), meta.to_json().into_bytes()),
+        ]),
+    })
+}
+
+pub(crate) async fn reconcile_inner(obj: &QuantumCertificate, run: &Run) -> Result<Outcome<CertificateStatus>> {
+    // Observe.
     let spec = &obj.spec;
     let name = spec.secret_name.clone().unwrap_or_else(|| obj.name_any());
     let ns = namespace(obj)?;
-    let previous = obj.status.clone().unwrap_or_default();
+    let previous = obj.status().cloned().unwrap_or_default();
     let validity = duration::parse(&spec.duration).map_err(|e| user("spec.duration", e))?;
     let renew_before = duration::parse(&spec.renew_before).map_err(|e| user("spec.renewBefore", e))?;
     if renew_before >= validity {
         return Err(user("spec.renewBefore", "must be shorter than spec.duration"));
     }
+    let every = rotation_period(spec.rotation.as_ref())?;
     let issuer = match &spec.issuer_ref {
         None => None,
         Some(r) => {
-            let ins = ctx.ref_namespace(&ns, "spec.issuerRef", r.namespace.as_deref())?;
-            match issuer(ctx, &ins, &r.name).await? {
+            let ins = run.ref_namespace(&ns, "spec.issuerRef", r.namespace.as_deref())?;
+            match issuer(run, &ins, &r.name)? {
                 Some(i) => Some(i),
                 None => {
                     let msg = format!("waiting for issuer QuantumCertificate {} to be Ready", r.name);
@@ -178,113 +367,127 @@ pub(crate) async fn reconcile_inner(obj: &QuantumCertificate, ctx: &Context) -> 
             }
         }
     };
-    let issuer_fp = issuer.as_ref().map(|i| i.cert.fingerprint().to_string());
-    let every = rotation_period(spec.rotation.as_ref())?;
-    // The schedule and the history limit do not change what a certificate says: not in the digest.
-    let issued_fields = QuantumCertificateSpec { rotation: None, revision_history_limit: None, ..spec.clone() };
-    let digest = fingerprint(&serde_json::to_vec(&issued_fields).map_err(|e| Error::bug(e.to_string()))?);
-    // With spec.keyPairRef, the key pair's current fingerprint: a rotation there re-issues here.
-    let wanted_key_fp = match &spec.key_pair_ref {
+    // With spec.keyPairRef: the key pair, which must be meant for this role (a CA key only for
+    // CA certificates, a signing key never for one), and its current fingerprint.
+    let key_pair = match &spec.key_pair_ref {
         Some(r) => {
-            let kns = ctx.ref_namespace(&ns, "spec.keyPairRef", r.namespace.as_deref())?;
-            let kp = ctx.api::<QuantumSignatureKeyPair>(&kns).get_opt(&r.name).await?;
-            kp.and_then(|k| k.status).and_then(|s| s.fingerprint)
+            let kns = run.ref_namespace(&ns, "spec.keyPairRef", r.namespace.as_deref())?;
+            let kp = run.stores.signature_key_pairs.get(&ObjectRef::new(&r.name).within(&kns));
+            let needs = if spec.is_ca { KeyPurpose::CertificateAuthority } else { KeyPurpose::Signing };
+            if let Some(kp) = kp.as_ref().filter(|kp| kp.spec.purpose != needs) {
+                let use_ = if spec.is_ca { "a CA QuantumCertificate" } else { "a QuantumCertificate that is not a CA" };
+                return Err(purpose_mismatch(&r.name, kp.spec.purpose, needs, "spec.keyPairRef", use_));
+            }
+            Some((kns, r.name.clone(), kp.and_then(|k| k.status().and_then(|s| s.output.fingerprint.clone()))))
         }
         None => None,
     };
-    let existing = owned_secret(ctx, obj, &name).await?;
-    let stored_cert =
-        existing.as_ref().and_then(|s| secret_data(s, "tls.crt")).and_then(|p| Certificate::from_pem(p).ok());
-    let stored_key = existing
-        .as_ref()
-        .and_then(|s| secret_data(s, "tls.key"))
-        .and_then(|p| PrivateKey::from_pem(p).ok())
-        .and_then(|k| k.into_signature().ok());
-    let now = SystemTime::now();
-
-    let reissue: Option<(&'static str, EventType)> = match (&stored_cert, &stored_key) {
-        (Some(c), Some(_)) => {
-            if previous.spec_digest.as_deref() != Some(digest.as_str()) && previous.spec_digest.is_some() {
-                Some(("SpecChanged", EventType::Normal))
-            } else if previous.issuer_fingerprint != issuer_fp && previous.spec_digest.is_some() {
-                Some(("IssuerChanged", EventType::Normal))
-            } else if wanted_key_fp.as_ref().is_some_and(|f| *f != c.key_fingerprint().to_string()) {
-                Some(("KeyPairRotated", EventType::Normal))
-            } else if now >= renewal_time(c, renew_before, every) {
-                Some(("Renewed", EventType::Normal))
-            } else if previous.certificate_fingerprint.as_ref().is_some_and(|f| *f != c.fingerprint().to_string()) {
-                Some(("SecretModified", EventType::Warning))
-            } else {
-                None
-            }
-        }
-        _ if previous.certificate_fingerprint.is_some() => Some(("SecretRegenerated", EventType::Warning)),
-        _ => Some(("Issued", EventType::Normal)),
+    let secret = found::<Secret, _>(run, obj, &name)?;
+    secret.refuse_foreign(obj, &name, "spec.secretName")?;
+    let stored_cert = secret.ours().and_then(|s| secret_data(s, "tls.crt")).and_then(|p| Certificate::from_pem(p).ok());
+    // The schedule and the history limit do not change what a certificate says: not in the digest.
+    let issued_fields = QuantumCertificateSpec { rotation: None, revision_history_limit: None, ..spec.clone() };
+    let spec_digest = fingerprint(&serde_json::to_vec(&issued_fields).map_err(|e| Error::bug(e.to_string()))?);
+    let observed = Observed {
+        spec_digest: spec_digest.clone(),
+        issuer: issuer.as_ref().map(|i| i.cert.fingerprint().to_string()),
+        key_pair: key_pair.as_ref().and_then(|(_, _, fp)| fp.clone()),
+        recorded_digest: previous.spec_digest.clone(),
+        recorded_issuer: previous.issuer_fingerprint.clone(),
+        recorded_certificate: previous.certificate_fingerprint.clone(),
+        stored: stored_cert.as_ref().map(|c| StoredCert {
+            fingerprint: c.fingerprint().to_string(),
+            key_fingerprint: c.key_fingerprint().to_string(),
+            not_after: c.not_after(),
+            renewal: renewal_time(c.not_before(), c.not_after(), renew_before, every),
+            has_key: secret.ours().and_then(|s| secret_data(s, "tls.key")).is_some(),
+        }),
     };
-
-    let cert = match (reissue, stored_cert) {
-        (None, Some(cert)) => cert,
+    let now = SystemTime::now();
+    // Plan.
+    let reason = plan(&observed, now);
+    // Apply.
+    let cert = match (reason, stored_cert) {
+        (None, Some(cert)) => {
+            // Kept: the Secret still gets its `metadata` key if it predates it.
+            let s = secret.ours().ok_or_else(|| Error::bug("kept a certificate without its Secret"))?;
+            let text = |k: &str| String::from_utf8_lossy(secret_data(s, k).unwrap_or_default()).into_owned();
+            let key_pem = secret_data(s, "tls.key").unwrap_or_default().to_vec();
+            let desired = tls_secret(&cert, text("tls.crt"), &key_pem, text("ca.crt"))?;
+            write::<Secret, _>(run, obj, &name, "spec.secretName", &secret, &desired).await?;
+            cert
+        }
         (why, _) => {
-            let (reason, type_) = why.unwrap_or(("Issued", EventType::Normal));
-            let key = match &spec.key_pair_ref {
-                Some(r) => {
-                    let kns = ctx.ref_namespace(&ns, "spec.keyPairRef", r.namespace.as_deref())?;
-                    match signing_key(ctx, &kns, &r.name).await? {
-                        Some((k, _)) => k,
-                        None => {
-                            let msg = format!("waiting for QuantumSignatureKeyPair {} to be Ready", r.name);
-                            return Ok(Outcome::new(previous, State::pending("WaitingForKeyPair", msg)));
-                        }
-                    }
+            let why = why.unwrap_or(Reason::Issued);
+            let key = match &key_pair {
+                Some((kns, kname, _)) => {
+                    let Some((pem, fp)) = private_key_pem(run, &run.stores.signature_key_pairs, kns, kname) else {
+                        let msg = format!("waiting for QuantumSignatureKeyPair {kname} to be Ready");
+                        return Ok(Outcome::new(previous, State::pending("WaitingForKeyPair", msg)));
+                    };
+                    KeySource::KeyPair(pem, fp)
                 }
                 None => {
                     let pk = spec.private_key.clone().unwrap_or_default();
                     let (alg, _) = pk.algorithm.resolve().map_err(|e| Error::bug(e.to_string()))?;
-                    match stored_key {
-                        Some(k) if pk.rotation_policy == RotationPolicy::Never && k.algorithm() == alg => k,
-                        _ => ctx
-                            .metrics
-                            .crypto("keygen", alg.name(), || SigningKey::generate(alg))
-                            .map_err(|e| Error::bug(format!("key generation: {e}")))?,
-                    }
+                    let keep = pk.rotation_policy == RotationPolicy::Never;
+                    let pem = secret
+                        .ours()
+                        .and_then(|s| secret_data(s, "tls.key"))
+                        .filter(|_| keep)
+                        .map(|p| Zeroizing::new(p.to_vec()));
+                    KeySource::Stored(pem, alg)
                 }
             };
-            let public = PublicKey::from(key.verifying_key().map_err(|e| Error::bug(e.to_string()))?.clone());
-            let spk = SubjectPublicKey::from_spki_der(&public.to_spki_der().map_err(|e| Error::bug(e.to_string()))?)
-                .map_err(|e| Error::bug(e.to_string()))?;
-            let p = params(spec, validity)?;
-            let signer_alg = issuer.as_ref().map_or_else(|| key.algorithm(), |i| i.key.algorithm()).name();
-            let cert = ctx
-                .metrics
-                .crypto("certificate-issue", signer_alg, || match &issuer {
-                    None => p.self_signed(&key),
-                    Some(i) => p.issue(&spk, &i.cert, &i.key),
-                })
-                .map_err(|e| Error::user("IssuanceFailed", format!("cannot issue the certificate: {e}")))?;
+            let params = params(spec, validity)?;
+            let requested_not_after = params.not_after;
+            let signer_alg = match &issuer {
+                Some(i) => i.cert.public_key().map(|k| k.algorithm().name()).unwrap_or("composite"),
+                None => match &key {
+                    KeySource::Stored(_, alg) => alg.name(),
+                    KeySource::KeyPair(..) => "key-pair",
+                },
+            };
+            let issuer_parts = issuer.as_ref().map(|i| (i.cert.clone(), i.key_pem.clone()));
+            let (cert, key_pem) =
+                run.crypto("certificate-issue", signer_alg, move || issue(params, key, issuer_parts)).await??;
             let leaf_pem = cert.to_pem().map_err(|e| Error::bug(e.to_string()))?;
             let (chain, ca) = match &issuer {
-                None => (leaf_pem.clone(), leaf_pem.clone()),
+                None => (leaf_pem.clone(), leaf_pem),
                 Some(i) => (format!("{leaf_pem}{}", i.chain_pem), i.ca_pem.clone()),
             };
-            let key_pem = PrivateKey::Signature(key).to_pkcs8_pem().map_err(|e| Error::bug(e.to_string()))?;
-            let data = BTreeMap::from([
-                ("tls.crt".to_owned(), chain.into_bytes()),
-                ("tls.key".to_owned(), key_pem.as_bytes().to_vec()),
-                ("ca.crt".to_owned(), ca.into_bytes()),
-            ]);
-            apply_secret(ctx, obj, &name, Some("kubernetes.io/tls"), data).await?;
+            write::<Secret, _>(
+                run,
+                obj,
+                &name,
+                "spec.secretName",
+                &secret,
+                &tls_secret(&cert, chain, key_pem.as_bytes(), ca)?,
+            )
+            .await?;
+            let (reason, type_) = why.event();
             let note = format!(
                 "{reason}: certificate {} (serial {}) valid until {}",
                 short(&cert.fingerprint().to_string()),
                 cert.serial_hex(),
                 rfc3339(cert.not_after())
             );
-            ctx.event(obj, type_, reason, note).await;
+            run.event(obj, type_, reason, note).await;
+            let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            if secs(cert.not_after()) < secs(requested_not_after) {
+                let note = format!(
+                    "notAfter capped at the issuer's notAfter {} (spec.duration {} reaches further); \
+                     renewal follows the issuer's",
+                    rfc3339(cert.not_after()),
+                    spec.duration
+                );
+                run.event(obj, EventType::Warning, "ValidityCapped", note).await;
+            }
             cert
         }
     };
-    let renewal = renewal_time(&cert, renew_before, every);
-    ctx.metrics.certificate(&ns, &obj.name_any(), cert.not_after(), renewal);
+    let renewal = renewal_time(cert.not_before(), cert.not_after(), renew_before, every);
+    run.metrics.certificate(&ns, &obj.name_any(), cert.not_after(), renewal);
     let key_fp = cert.key_fingerprint().to_string();
     let cert_fp = cert.fingerprint().to_string();
     let replaced = previous.certificate_fingerprint.as_ref().filter(|f| **f != cert_fp);
@@ -293,7 +496,7 @@ pub(crate) async fn reconcile_inner(obj: &QuantumCertificate, ctx: &Context) -> 
         if previous.certificate_fingerprint.as_ref() == Some(&cert_fp) { revision.max(1) } else { revision + 1 };
     let retired = replaced.map(|old| Revision {
         revision: revision.saturating_sub(1),
-        fingerprint: previous.fingerprint.clone().unwrap_or_default(),
+        fingerprint: previous.output.fingerprint.clone().unwrap_or_default(),
         created_at: previous.not_before.clone(),
         retired_at: rfc3339(now),
         serial_number: previous.serial_number.clone(),
@@ -301,20 +504,17 @@ pub(crate) async fn reconcile_inner(obj: &QuantumCertificate, ctx: &Context) -> 
         not_after: previous.not_after.clone(),
     });
     let history = push_revision(&previous.history, retired, spec.revision_history_limit);
+    let algorithm =
+        cert.public_key().map(|k| k.algorithm().name().to_owned()).unwrap_or_else(|_| "composite".to_owned());
     let status = CertificateStatus {
-        algorithm: Some(
-            cert.public_key().map(|k| k.algorithm().name().to_owned()).unwrap_or_else(|_| "composite".to_owned()),
-        ),
+        output: OutputStatus::new(algorithm, Some(key_fp), Some(name.clone())),
         not_before: Some(rfc3339(cert.not_before())),
         not_after: Some(rfc3339(cert.not_after())),
         renewal_time: Some(rfc3339(renewal)),
         serial_number: Some(cert.serial_hex()),
-        short_fingerprint: Some(short(&key_fp)),
-        fingerprint: Some(key_fp),
         certificate_fingerprint: Some(cert_fp),
-        issuer_fingerprint: issuer_fp,
-        spec_digest: Some(digest),
-        secret_name: Some(name.clone()),
+        issuer_fingerprint: observed.issuer,
+        spec_digest: Some(spec_digest),
         revision: Some(revision),
         history,
         ..CertificateStatus::default()
@@ -325,4 +525,112 @@ pub(crate) async fn reconcile_inner(obj: &QuantumCertificate, ctx: &Context) -> 
     );
     outcome.requeue = Some(renewal.duration_since(SystemTime::now()).unwrap_or_default().max(Duration::from_secs(1)));
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+    }
+
+    /// A certificate issued at 0 (notBefore back-dated), valid 1000 s, renewal at 700.
+    fn current() -> Observed {
+        Observed {
+            spec_digest: "sha256:spec".into(),
+            issuer: Some("sha256:ca".into()),
+            key_pair: None,
+            recorded_digest: Some("sha256:spec".into()),
+            recorded_issuer: Some("sha256:ca".into()),
+            recorded_certificate: Some("sha256:cert".into()),
+            stored: Some(StoredCert {
+                fingerprint: "sha256:cert".into(),
+                key_fingerprint: "sha256:key".into(),
+                not_after: at(1000),
+                renewal: at(700),
+                has_key: true,
+            }),
+        }
+    }
+
+    #[test]
+    fn every_reissue_reason_is_planned() {
+        let now = at(100);
+        let with = |f: &dyn Fn(&mut Observed)| {
+            let mut o = current();
+            f(&mut o);
+            o
+        };
+        let cases: Vec<(&str, Observed, SystemTime, Option<Reason>)> = vec![
+            ("unchanged", current(), now, None),
+            (
+                "first issuance",
+                with(&|o| *o = Observed { spec_digest: "sha256:spec".into(), ..Observed::default() }),
+                now,
+                Some(Reason::Issued),
+            ),
+            ("Secret deleted", with(&|o| o.stored = None), now, Some(Reason::SecretRegenerated)),
+            (
+                "tls.key removed",
+                with(&|o| o.stored.as_mut().into_iter().for_each(|c| c.has_key = false)),
+                now,
+                Some(Reason::SecretRegenerated),
+            ),
+            ("spec changed", with(&|o| o.spec_digest = "sha256:new-spec".into()), now, Some(Reason::SpecChanged)),
+            (
+                "issuer changed",
+                with(&|o| o.issuer = Some("sha256:renewed-ca".into())),
+                now,
+                Some(Reason::IssuerChanged),
+            ),
+            ("issuer removed", with(&|o| o.issuer = None), now, Some(Reason::IssuerChanged)),
+            (
+                "key pair rotated",
+                with(&|o| o.key_pair = Some("sha256:new-key".into())),
+                now,
+                Some(Reason::KeyPairRotated),
+            ),
+            ("same key pair key", with(&|o| o.key_pair = Some("sha256:key".into())), now, None),
+            ("renewal due", current(), at(700), Some(Reason::Renewed)),
+            ("expired", current(), at(1000), Some(Reason::Expired)),
+            (
+                "Secret modified",
+                with(&|o| o.stored.as_mut().into_iter().for_each(|c| c.fingerprint = "sha256:other".into())),
+                now,
+                Some(Reason::SecretModified),
+            ),
+            (
+                "adopted after a lost status write",
+                with(&|o| {
+                    o.recorded_digest = None;
+                    o.recorded_issuer = None;
+                    o.recorded_certificate = None;
+                }),
+                now,
+                None,
+            ),
+        ];
+        for (what, o, now, want) in cases {
+            assert_eq!(plan(&o, now), want, "{what}");
+        }
+        // The first applicable reason wins: a spec change outranks expiry.
+        let both = with(&|o| o.spec_digest = "sha256:new-spec".into());
+        assert_eq!(plan(&both, at(2000)), Some(Reason::SpecChanged));
+    }
+
+    #[test]
+    fn renewal_time_follows_renew_before_rotation_and_capped_validity() {
+        let not_before = at(0);
+        let issued = not_before + BACKDATE;
+        let day = Duration::from_secs(86_400);
+        let not_after = issued + 90 * day;
+        assert_eq!(renewal_time(not_before, not_after, 30 * day, None), not_after - 30 * day);
+        assert_eq!(renewal_time(not_before, not_after, 30 * day, Some(7 * day)), issued + 7 * day);
+        // Capped by the issuer to 10 days: renewBefore 30 days would be in the past; renew at 2/3.
+        let capped = issued + 10 * day;
+        let r = renewal_time(not_before, capped, 30 * day, None);
+        assert!(r > issued && r < capped, "renewal {r:?} not inside the capped validity");
+        assert_eq!(r.duration_since(issued).unwrap().as_secs(), 10 * 86_400 / 3 * 2);
+    }
 }

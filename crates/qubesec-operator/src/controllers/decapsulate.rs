@@ -3,145 +3,212 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use base64::Engine as _;
-use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
-use qubesec_core::{KemCiphertext, PrivateKey};
+use kube::runtime::reflector::Store;
+use qubesec_core::{Fingerprint, KemCiphertext, PrivateKey};
+use zeroize::Zeroizing;
 
-use super::keypair::ready_private_key;
-use super::{log_result, owned_config, points_at, referrers};
-use crate::context::Context;
-use crate::crd::{DataKind, DataRef, DecapsulateStatus, QuantumDecapsulateSecret, QuantumKEMKeyPair};
+use super::keypair::private_key_pem;
+use crate::cache::{Run, Stores, Target};
+use crate::crd::{DataKind, DecapsulateStatus, OutputStatus, QuantumDecapsulateSecret};
 use crate::error::{Error, Result};
 use crate::outputs::{
-    apply_secret, created_of, fingerprint, metadata_json, now, owned_secret, read_data_ref, secret_data,
-    secret_matches, short,
+    InputRef, OutputMetadata, SecretData, fingerprint, found, now, read_input, secret_data, short, write,
 };
-use crate::reconcile::{Outcome, State, error_policy, finish, fresh, managed, namespace};
+use crate::reconcile::{Managed, Outcome, Reconcile, State, managed, namespace};
 
-managed!(QuantumDecapsulateSecret, "decapsulatesecret");
+managed!(QuantumDecapsulateSecret, "decapsulatesecret", DecapsulateStatus);
 
-pub(crate) fn controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
-    let c = Controller::new(ctx.watch_api::<QuantumDecapsulateSecret>(), watcher::Config::default());
-    let (s1, s2, s3) = (c.store(), c.store(), c.store());
-    c.owns(ctx.watch_api::<Secret>(), owned_config::<QuantumDecapsulateSecret>())
-        .watches(ctx.watch_api::<QuantumKEMKeyPair>(), watcher::Config::default(), move |kp| {
-            referrers(&s1, |d: &QuantumDecapsulateSecret| {
-                points_at(d, &d.spec.key_pair_ref.name, d.spec.key_pair_ref.namespace.as_deref(), &kp)
-            })
-        })
-        .watches(ctx.watch_api::<ConfigMap>(), watcher::Config::default(), move |cm| {
-            referrers(&s2, |d: &QuantumDecapsulateSecret| {
-                d.spec.ciphertext_ref.as_ref().is_some_and(|r| {
-                    r.kind == DataKind::ConfigMap && points_at(d, &r.name, r.namespace.as_deref(), &cm)
-                })
-            })
-        })
-        .watches(ctx.watch_api::<Secret>(), watcher::Config::default(), move |s| {
-            referrers(&s3, |d: &QuantumDecapsulateSecret| {
-                d.spec
-                    .ciphertext_ref
-                    .as_ref()
-                    .is_some_and(|r| r.kind == DataKind::Secret && points_at(d, &r.name, r.namespace.as_deref(), &s))
-            })
-        })
-        .run(reconcile, error_policy::<QuantumDecapsulateSecret>, ctx)
-        .for_each(log_result)
-        .boxed()
+impl Reconcile for QuantumDecapsulateSecret {
+    fn references(&self) -> Vec<Target> {
+        let own = self.namespace().unwrap_or_default();
+        let kp = &self.spec.key_pair_ref;
+        let mut refs =
+            vec![("QuantumKEMKeyPair", kp.namespace.clone().unwrap_or_else(|| own.clone()), kp.name.clone())];
+        if let Some(r) = &self.spec.ciphertext_ref {
+            refs.push((data_kind(r.kind), r.namespace.clone().unwrap_or(own), r.name.clone()));
+        }
+        refs
+    }
+
+    fn store(stores: &Stores) -> &Store<Self> {
+        &stores.decapsulations
+    }
+
+    fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> impl Future<Output = Result<Outcome<DecapsulateStatus>>> + Send {
+        async move { reconcile_inner(&obj, &run).await }
+    }
 }
 
-async fn reconcile(obj: Arc<QuantumDecapsulateSecret>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
-    let result = reconcile_inner(&obj, &ctx).await;
-    finish(&*obj, &ctx, started, result).await
+/// The target kind of a data reference.
+pub(crate) fn data_kind(kind: DataKind) -> &'static str {
+    match kind {
+        DataKind::ConfigMap => "ConfigMap",
+        DataKind::Secret => "Secret",
+    }
 }
 
-async fn ciphertext(obj: &QuantumDecapsulateSecret, ctx: &Context) -> Result<Option<Vec<u8>>> {
+/// Decodes an inline base64 field (standard alphabet, padded; admission checks the alphabet).
+pub(crate) fn decode_base64(field: &str, text: &str) -> Result<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|e| {
+        Error::user("InvalidSpec", format!("{field} is not valid base64 (standard alphabet, padded): {e}"))
+    })
+}
+
+/// The ciphertext: inline, or from the referenced object; `Ok(None)` while it does not exist.
+/// For an encapsulator's ConfigMap also the public key it was made for.
+async fn ciphertext(obj: &QuantumDecapsulateSecret, run: &Run) -> Result<Option<(Vec<u8>, Option<String>)>> {
     match (&obj.spec.ciphertext, &obj.spec.ciphertext_ref) {
-        (Some(b64), None) => base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map(Some)
-            .map_err(|e| Error::user("InvalidSpec", format!("spec.ciphertext is not valid base64: {e}"))),
-        (None, Some(r)) => read_data_ref(ctx, obj, "spec.ciphertextRef", r, "ciphertext").await,
+        (Some(b64), None) => Ok(Some((decode_base64("spec.ciphertext", b64)?, None))),
+        (None, Some(r)) => {
+            let ns = run.ref_namespace(&namespace(obj)?, "spec.ciphertextRef", r.namespace.as_deref())?;
+            let key = r.key.as_deref().unwrap_or("ciphertext");
+            let at = InputRef { field: "spec.ciphertextRef", kind: r.kind, namespace: &ns, name: &r.name, key };
+            let Some(ct) = read_input(run, &at).await? else { return Ok(None) };
+            let made_for = match r.kind {
+                DataKind::ConfigMap => {
+                    let marker = InputRef { key: "public_key_fingerprint", ..at };
+                    read_input(run, &marker).await?.map(|m| String::from_utf8_lossy(&m.bytes).into_owned())
+                }
+                DataKind::Secret => None,
+            };
+            Ok(Some((ct.bytes.to_vec(), made_for)))
+        }
         _ => Err(Error::user("InvalidSpec", "exactly one of spec.ciphertext or spec.ciphertextRef must be set")),
     }
 }
 
-pub(crate) async fn reconcile_inner(
-    obj: &QuantumDecapsulateSecret,
-    ctx: &Context,
-) -> Result<Outcome<DecapsulateStatus>> {
+/// Whether the stored shared secret is the one the status records for this key and ciphertext (pure).
+pub(crate) fn up_to_date(previous: &DecapsulateStatus, stored: Option<&str>, key_fp: &str, ct_fp: &str) -> bool {
+    stored.is_some()
+        && previous.output.fingerprint.as_deref() == stored
+        && previous.public_key_fingerprint.as_deref() == Some(key_fp)
+        && previous.ciphertext_fingerprint.as_deref() == Some(ct_fp)
+}
+
+pub(crate) async fn reconcile_inner(obj: &QuantumDecapsulateSecret, run: &Run) -> Result<Outcome<DecapsulateStatus>> {
+    // Observe.
     let name = obj.spec.secret_name.clone().unwrap_or_else(|| obj.name_any());
-    let previous = obj.status.clone().unwrap_or_default();
+    let previous = obj.status().cloned().unwrap_or_default();
     let r = &obj.spec.key_pair_ref;
-    let ns = ctx.ref_namespace(&namespace(obj)?, "spec.keyPairRef", r.namespace.as_deref())?;
-    let Some((key, key_fp)) = ready_private_key::<QuantumKEMKeyPair>(ctx, &ns, &r.name).await? else {
+    let ns = run.ref_namespace(&namespace(obj)?, "spec.keyPairRef", r.namespace.as_deref())?;
+    let Some((pem, key_fp)) = private_key_pem(run, &run.stores.kem_key_pairs, &ns, &r.name) else {
         let msg = format!("waiting for QuantumKEMKeyPair {} to be Ready", r.name);
         return Ok(Outcome::new(previous, State::pending("WaitingForKeyPair", msg)));
     };
-    let PrivateKey::Kem(key) = key else {
-        return Err(Error::user("WrongKeyType", format!("spec.keyPairRef: {} does not hold a KEM key", r.name)));
-    };
-    let Some(ct) = ciphertext(obj, ctx).await? else {
+    let Some((ct, made_for)) = ciphertext(obj, run).await? else {
         let msg = "waiting for the ciphertext referenced by spec.ciphertextRef";
         return Ok(Outcome::new(previous, State::pending("WaitingForCiphertext", msg)));
     };
-    if let Some(r) = obj.spec.ciphertext_ref.as_ref().filter(|r| r.kind == DataKind::ConfigMap) {
-        // An encapsulator's ConfigMap names the key it encapsulated to; while that is an
-        // older key (the key pair was just regenerated), wait instead of decapsulating noise.
-        let marker = DataRef { key: Some("public_key_fingerprint".to_owned()), ..r.clone() };
-        let made_for = read_data_ref(ctx, obj, "spec.ciphertextRef", &marker, "").await?;
-        if made_for.is_some_and(|f| f != key_fp.as_bytes()) {
-            let msg = format!(
-                "the ciphertext in ConfigMap {} was made for another public key; waiting for one for {}",
-                r.name,
-                short(&key_fp)
-            );
-            return Ok(Outcome::new(previous, State::pending("WaitingForCiphertext", msg)));
+    if let Some(made_for) = made_for.filter(|f| *f != key_fp) {
+        // An encapsulator's ConfigMap names the key it encapsulated to; while that is an older
+        // key (the key pair was just regenerated), wait instead of decapsulating noise.
+        let msg = format!(
+            "the ciphertext was made for another public key ({}); waiting for one for {}",
+            short(&made_for),
+            short(&key_fp)
+        );
+        return Ok(Outcome::new(previous, State::pending("WaitingForCiphertext", msg)));
+    }
+    let ct_fp = fingerprint(&ct);
+    let secret = found::<Secret, _>(run, obj, &name)?;
+    secret.refuse_foreign(obj, &name, "spec.secretName")?;
+    let stored = secret.ours().and_then(|s| secret_data(s, "shared_secret")).map(fingerprint);
+    // Plan.
+    let keep = up_to_date(&previous, stored.as_deref(), &key_fp, &ct_fp);
+    // Apply.
+    let (alg, ss_fp) = match (keep, stored) {
+        (true, Some(fp)) => {
+            let alg = previous.output.algorithm.clone().unwrap_or_default();
+            (alg, fp)
         }
-    }
-    let alg = key.algorithm();
-    let ct = KemCiphertext::from_bytes(alg, &ct)
-        .map_err(|e| Error::user("InvalidCiphertext", format!("ciphertext does not fit {alg}: {e}")))?;
-    let ss = ctx
-        .metrics
-        .crypto("decapsulate", alg.name(), || key.decapsulate(&ct))
-        .map_err(|_| Error::user("DecapsulationFailed", "decapsulation failed"))?;
-    let ss_fp = fingerprint(ss.as_bytes());
-    let ct_fp = fingerprint(ct.as_bytes());
-    let existing = owned_secret(ctx, obj, &name).await?;
-    let created = created_of(existing.as_ref().and_then(|s| secret_data(s, "metadata"))).unwrap_or_else(now);
-    let data = BTreeMap::from([
-        ("shared_secret".to_owned(), ss.as_bytes().to_vec()),
-        ("metadata".to_owned(), metadata_json("QuantumDecapsulateSecret", alg.name(), &ss_fp, &created).into_bytes()),
-    ]);
-    if existing.as_ref().is_none_or(|s| !secret_matches(s, &data)) {
-        apply_secret(ctx, obj, &name, None, data).await?;
-        let (type_, reason, note) = match (&previous.fingerprint, existing.is_some()) {
-            (Some(old), false) => (
-                EventType::Warning,
-                "SecretRegenerated",
-                format!("output Secret {name} was missing; recovered shared secret {ss_fp} (was {old})"),
-            ),
-            _ => (EventType::Normal, "Decapsulated", format!("recovered shared secret {}", short(&ss_fp))),
-        };
-        ctx.event(obj, type_, reason, note).await;
-    }
+        _ => {
+            let want = key_fp.clone();
+            let (alg, ss) = run
+                .crypto("decapsulate", "kem", move || -> Result<_> {
+                    let key = PrivateKey::from_pem(&pem)
+                        .map_err(|e| Error::user("InvalidPrivateKey", format!("key pair private_key.pem: {e}")))?;
+                    let fp = key
+                        .public_key()
+                        .and_then(|p| Fingerprint::of_public_key(&p))
+                        .map_err(|e| Error::bug(e.to_string()))?;
+                    if fp.to_string() != want {
+                        return Err(Error::Stale("the key pair's Secret is being rewritten".into()));
+                    }
+                    let PrivateKey::Kem(key) = key else {
+                        return Err(Error::user("WrongKeyType", "spec.keyPairRef does not hold a KEM key"));
+                    };
+                    let alg = key.algorithm();
+                    let ct = KemCiphertext::from_bytes(alg, &ct)
+                        .map_err(|e| Error::user("InvalidCiphertext", format!("ciphertext does not fit {alg}: {e}")))?;
+                    let ss =
+                        key.decapsulate(&ct).map_err(|_| Error::user("DecapsulationFailed", "decapsulation failed"))?;
+                    Ok((alg, Zeroizing::new(ss.as_bytes().to_vec())))
+                })
+                .await??;
+            let ss_fp = fingerprint(&ss);
+            let created = secret
+                .ours()
+                .and_then(|s| OutputMetadata::parse(secret_data(s, "metadata")))
+                .filter(|m| m.fingerprint == ss_fp)
+                .map_or_else(now, |m| m.created);
+            let meta = OutputMetadata::new("QuantumDecapsulateSecret", alg.name(), &ss_fp, &created);
+            let data = BTreeMap::from([
+                ("shared_secret".to_owned(), ss.to_vec()),
+                ("metadata".to_owned(), meta.to_json().into_bytes()),
+            ]);
+            let wrote =
+                write::<Secret, _>(run, obj, &name, "spec.secretName", &secret, &SecretData { type_: "Opaque", data })
+                    .await?;
+            if wrote {
+                let (type_, reason, note) = match (&previous.output.fingerprint, secret.ours().is_some()) {
+                    (Some(old), false) => (
+                        EventType::Warning,
+                        "SecretRegenerated",
+                        format!("output Secret {name} was missing; recovered shared secret {ss_fp} (was {old})"),
+                    ),
+                    _ => (EventType::Normal, "Decapsulated", format!("recovered shared secret {}", short(&ss_fp))),
+                };
+                run.event(obj, type_, reason, note).await;
+            }
+            (alg.name().to_owned(), ss_fp)
+        }
+    };
     let status = DecapsulateStatus {
-        algorithm: Some(alg.name().to_owned()),
-        short_fingerprint: Some(short(&ss_fp)),
-        fingerprint: Some(ss_fp),
+        output: OutputStatus::new(alg, Some(ss_fp), Some(name.clone())),
+        public_key_fingerprint: Some(key_fp),
         ciphertext_fingerprint: Some(ct_fp),
-        secret_name: Some(name.clone()),
         ..DecapsulateStatus::default()
     };
     Ok(Outcome::new(status, State::ready("Decapsulated", format!("shared secret in Secret {name}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decapsulation_is_redone_when_any_input_changes() {
+        let mut previous = DecapsulateStatus::default();
+        previous.output.fingerprint = Some("sha256:ss".into());
+        previous.public_key_fingerprint = Some("sha256:k".into());
+        previous.ciphertext_fingerprint = Some("sha256:ct".into());
+        assert!(up_to_date(&previous, Some("sha256:ss"), "sha256:k", "sha256:ct"));
+        assert!(!up_to_date(&previous, None, "sha256:k", "sha256:ct"), "Secret gone");
+        assert!(!up_to_date(&previous, Some("sha256:x"), "sha256:k", "sha256:ct"), "Secret modified");
+        assert!(!up_to_date(&previous, Some("sha256:ss"), "sha256:k2", "sha256:ct"), "new key");
+        assert!(!up_to_date(&previous, Some("sha256:ss"), "sha256:k", "sha256:ct2"), "new ciphertext");
+        assert!(!up_to_date(&DecapsulateStatus::default(), Some("sha256:ss"), "sha256:k", "sha256:ct"), "no status");
+    }
+
+    #[test]
+    fn inline_base64_takes_the_standard_alphabet_and_names_the_field() {
+        assert_eq!(decode_base64("spec.ciphertext", "+/8=").unwrap(), [0xfb, 0xff]);
+        let err = decode_base64("spec.ciphertext", "-_8=").unwrap_err().to_string();
+        assert!(err.contains("spec.ciphertext") && err.contains("standard alphabet"), "{err}");
+    }
 }

@@ -1,94 +1,35 @@
-//! `QuantumKEMKeyPair` and `QuantumSignatureKeyPair`: a key generated once, kept
-//! in a Secret, its public key published in a ConfigMap.
+//! `QuantumKEMKeyPair` and `QuantumSignatureKeyPair`: a key generated once, kept in a Secret,
+//! its public key published in a ConfigMap, replaced on schedule (`spec.rotation.every`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
-use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
-use qubesec_core::{Algorithm, DeprecatedAlias, Fingerprint, KemPublicKey, PrivateKey, PublicKey, SigningKey};
+use kube::runtime::reflector::{ObjectRef, Store};
+use qubesec_core::{Algorithm, DeprecatedAlias, Fingerprint, KemPublicKey, PrivateKey, PublicKey, VerifyingKey};
+use zeroize::Zeroizing;
 
-use super::{log_result, owned_config};
-use crate::context::Context;
+use crate::cache::{Run, Stores, Target};
 use crate::crd::{
-    KeyPairStatus, QuantumKEMKeyPair, QuantumSignatureKeyPair, Revision, RotationSchedule, is_ready, push_revision,
+    KeyPairStatus, KeyPurpose, OutputStatus, QuantumKEMKeyPair, QuantumSignatureKeyPair, Revision, RotationSchedule,
+    is_ready, push_revision,
 };
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::outputs::{
-    apply_config_map, apply_secret, config_map_data, created_of, metadata_json, now, owned_config_map, owned_secret,
-    secret_data, secret_matches, short,
+    ConfigMapData, OutputMetadata, SecretData, config_map_data, found, now, secret_data, short, write,
 };
-use crate::reconcile::{Managed, Outcome, State, error_policy, finish, fresh, managed, namespace};
+use crate::reconcile::{Managed, Outcome, Reconcile, State, managed, namespace};
 
-managed!(QuantumKEMKeyPair, "kemkeypair");
-managed!(QuantumSignatureKeyPair, "signaturekeypair");
-
-/// The two key pair kinds, as their shared controller sees them.
-pub(crate) trait KeyPair: Managed {
-    /// What the spec asks for.
-    fn inputs(&self) -> Result<KeyPairInputs<'_>>;
-    /// The status written so far.
-    fn key_pair_status(&self) -> Option<&KeyPairStatus>;
-}
-
-macro_rules! key_pair {
-    ($ty:ty) => {
-        impl KeyPair for $ty {
-            fn inputs(&self) -> Result<KeyPairInputs<'_>> {
-                let (alg, alias) = self.spec.algorithm.resolve().map_err(|e| Error::bug(e.to_string()))?;
-                Ok(KeyPairInputs {
-                    alg: alg.into(),
-                    alias,
-                    secret_name: self.spec.secret_name.as_deref(),
-                    rotation: self.spec.rotation.as_ref(),
-                    history_limit: self.spec.revision_history_limit,
-                })
-            }
-            fn key_pair_status(&self) -> Option<&KeyPairStatus> {
-                self.status.as_ref()
-            }
-        }
-    };
-}
-key_pair!(QuantumKEMKeyPair);
-key_pair!(QuantumSignatureKeyPair);
-
-/// The controller of key pair kind `K`: its objects, and the Secrets and ConfigMaps it owns.
-pub(crate) fn controller<K: KeyPair>(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
-    Controller::new(ctx.watch_api::<K>(), watcher::Config::default())
-        .owns(ctx.watch_api::<Secret>(), owned_config::<K>())
-        .owns(ctx.watch_api::<ConfigMap>(), owned_config::<K>())
-        .run(reconcile::<K>, error_policy::<K>, ctx)
-        .for_each(log_result)
-        .boxed()
-}
-
-async fn reconcile<K: KeyPair>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
-    let result = async { reconcile_key_pair(&*obj, &ctx, obj.inputs()?, obj.key_pair_status()).await }.await;
-    finish(&*obj, &ctx, started, result).await
-}
-
-/// The raw private key octets: the seed where the algorithm has one, else the expanded key.
-fn raw_private(key: &PrivateKey) -> Result<Vec<u8>> {
-    match key {
-        PrivateKey::Kem(k) => Ok(k.seed().unwrap_or_else(|| k.expanded_key()).to_vec()),
-        PrivateKey::Signature(k) => Ok(k.seed().unwrap_or_else(|| k.expanded_key()).to_vec()),
-        _ => Err(Error::bug("unknown private key type")),
-    }
-}
+managed!(QuantumKEMKeyPair, "kemkeypair", KeyPairStatus);
+managed!(QuantumSignatureKeyPair, "signaturekeypair", KeyPairStatus);
 
 /// What a key pair's spec asks for, common to both kinds.
 #[derive(Debug)]
-pub(crate) struct KeyPairInputs<'a> {
+pub(crate) struct KeyPairSpec<'a> {
     /// The algorithm.
     pub(crate) alg: Algorithm,
     /// Set when the spec used a legacy algorithm name.
@@ -101,6 +42,48 @@ pub(crate) struct KeyPairInputs<'a> {
     pub(crate) history_limit: Option<u32>,
 }
 
+/// The two key pair kinds, as their shared reconcile sees them.
+pub(crate) trait KeyPair: Managed<Status = KeyPairStatus> {
+    /// What the spec asks for.
+    fn spec(&self) -> Result<KeyPairSpec<'_>>;
+}
+
+macro_rules! key_pair {
+    ($ty:ty, $store:ident) => {
+        impl KeyPair for $ty {
+            fn spec(&self) -> Result<KeyPairSpec<'_>> {
+                let (alg, alias) = self.spec.algorithm.resolve().map_err(|e| Error::bug(e.to_string()))?;
+                Ok(KeyPairSpec {
+                    alg: alg.into(),
+                    alias,
+                    secret_name: self.spec.secret_name.as_deref(),
+                    rotation: self.spec.rotation.as_ref(),
+                    history_limit: self.spec.revision_history_limit,
+                })
+            }
+        }
+
+        impl Reconcile for $ty {
+            fn references(&self) -> Vec<Target> {
+                Vec::new()
+            }
+
+            fn store(stores: &Stores) -> &Store<Self> {
+                &stores.$store
+            }
+
+            fn reconcile(
+                obj: Arc<Self>,
+                run: Arc<Run>,
+            ) -> impl std::future::Future<Output = Result<Outcome<KeyPairStatus>>> + Send {
+                async move { reconcile_key_pair(&*obj, &run).await }
+            }
+        }
+    };
+}
+key_pair!(QuantumKEMKeyPair, kem_key_pairs);
+key_pair!(QuantumSignatureKeyPair, signature_key_pairs);
+
 /// The shortest rotation period accepted: anything faster is a typo, not a policy.
 const MIN_ROTATION: Duration = Duration::from_secs(10);
 
@@ -108,7 +91,7 @@ const MIN_ROTATION: Duration = Duration::from_secs(10);
 /// would overflow the timestamps it is added to.
 const MAX_ROTATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// Parses `spec.rotation.every` (also used by certificates).
+/// Parses `spec.rotation.every` (also used by certificates). Admission checks the same bounds.
 pub(crate) fn rotation_period(rotation: Option<&RotationSchedule>) -> Result<Option<Duration>> {
     let Some(r) = rotation else { return Ok(None) };
     let every =
@@ -128,14 +111,146 @@ pub(crate) fn rotation_period(rotation: Option<&RotationSchedule>) -> Result<Opt
     Ok(Some(every))
 }
 
-/// Parses an RFC 3339 time written by [`now`].
-fn parse_time(text: &str) -> Option<jiff::Timestamp> {
-    text.parse().ok()
+/// `t + d`.
+pub(crate) fn time_after(t: jiff::Timestamp, d: Duration) -> Option<jiff::Timestamp> {
+    jiff::SignedDuration::try_from(d).ok().and_then(|d| t.checked_add(d).ok())
 }
 
-/// `t + d`, RFC 3339.
-fn time_after(t: jiff::Timestamp, d: Duration) -> Option<jiff::Timestamp> {
-    jiff::SignedDuration::try_from(d).ok().and_then(|d| t.checked_add(d).ok())
+/// The key a key pair's Secret holds, read without touching the private key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredKey {
+    /// Fingerprint of `public_key.pem`.
+    pub(crate) fingerprint: String,
+    /// Its algorithm.
+    pub(crate) alg: Algorithm,
+    /// When it was made (from `metadata`, else the Secret's creation).
+    pub(crate) created: String,
+    /// `metadata.previousFingerprint`: the key this one replaced.
+    pub(crate) previous: Option<String>,
+    /// Whether every key of the layout is there (else the Secret is rewritten from the private key).
+    pub(crate) complete: bool,
+}
+
+/// The data keys of a key pair Secret.
+const SECRET_KEYS: [&str; 5] = ["public_key", "private_key", "public_key.pem", "private_key.pem", "metadata"];
+
+/// Everything a key pair's plan looks at.
+#[derive(Clone, Debug)]
+pub(crate) struct Observed {
+    /// The spec's algorithm.
+    pub(crate) alg: Algorithm,
+    /// The rotation period.
+    pub(crate) every: Option<Duration>,
+    /// The status written so far.
+    pub(crate) previous: KeyPairStatus,
+    /// The key in the Secret, if there is one.
+    pub(crate) stored: Option<StoredKey>,
+}
+
+/// What a key pair reconcile does, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// The stored key stays (it is the recorded one, or none is recorded yet).
+    Keep,
+    /// Make a key: there is none, or the Secret lost it (then it `replaces` the recorded one).
+    Generate {
+        /// The recorded fingerprint of the key that went missing.
+        replaces: Option<String>,
+    },
+    /// The schedule says the stored key is due: replace it.
+    Rotate,
+    /// The Secret holds a rotation of ours whose status write was lost: record it.
+    RecordRotation {
+        /// The key it replaced (the recorded one).
+        retired: String,
+    },
+}
+
+/// Decides what to do with a key pair (pure).
+///
+/// # Errors
+/// `AlgorithmMismatch` when the stored key is of another algorithm; `FingerprintMismatch` when
+/// the Secret holds a key that is neither the recorded one nor our rotation of it.
+pub(crate) fn plan(o: &Observed, name: &str, now: jiff::Timestamp) -> Result<Plan> {
+    let recorded = o.previous.output.fingerprint.as_ref();
+    let Some(stored) = &o.stored else {
+        return Ok(Plan::Generate { replaces: recorded.cloned() });
+    };
+    if stored.alg != o.alg {
+        return Err(Error::user(
+            "AlgorithmMismatch",
+            format!("Secret {name} holds a {} key, but spec.algorithm is {}", stored.alg.name(), o.alg.name()),
+        ));
+    }
+    if let Some(rec) = recorded.filter(|r| **r != stored.fingerprint) {
+        if stored.previous.as_ref() == Some(rec) {
+            return Ok(Plan::RecordRotation { retired: rec.clone() });
+        }
+        return Err(Error::user(
+            "FingerprintMismatch",
+            format!(
+                "Secret {name} holds a key with fingerprint {}, but status records {rec}; refusing to use or \
+                 replace it (delete the Secret to generate a new key)",
+                stored.fingerprint
+            ),
+        ));
+    }
+    let due = o.every.and_then(|e| stored.created.parse().ok().and_then(|t| time_after(t, e)));
+    Ok(if due.is_some_and(|t| t <= now) { Plan::Rotate } else { Plan::Keep })
+}
+
+/// Reads the key a Secret holds from its public part (`Ok(None)` if it holds none).
+fn stored_key(secret: &Secret, name: &str) -> Result<Option<StoredKey>> {
+    let Some(pem) = secret_data(secret, "public_key.pem") else { return Ok(None) };
+    let public = PublicKey::from_pem(pem).map_err(|e| {
+        Error::user("CorruptSecret", format!("Secret {name}: public_key.pem is not a usable public key: {e}"))
+    })?;
+    let fingerprint = Fingerprint::of_public_key(&public).map_err(|e| Error::bug(e.to_string()))?.to_string();
+    let meta = OutputMetadata::parse(secret_data(secret, "metadata"));
+    let created = meta
+        .as_ref()
+        .map(|m| m.created.clone())
+        .or_else(|| secret.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()))
+        .unwrap_or_else(now);
+    let complete = SECRET_KEYS.iter().all(|k| secret_data(secret, k).is_some());
+    Ok(Some(StoredKey {
+        fingerprint,
+        alg: public.algorithm(),
+        created,
+        previous: meta.and_then(|m| m.previous_fingerprint),
+        complete,
+    }))
+}
+
+/// A key with every encoding the Secret holds, made on the crypto pool.
+struct KeyMaterial {
+    public: PublicKey,
+    public_pem: String,
+    private_pem: Zeroizing<String>,
+    raw_private: Zeroizing<Vec<u8>>,
+    fingerprint: String,
+}
+
+fn material(key: &PrivateKey) -> qubesec_core::Result<KeyMaterial> {
+    let public = key.public_key()?;
+    let raw = match key {
+        PrivateKey::Kem(k) => k.seed().unwrap_or_else(|| k.expanded_key()).to_vec(),
+        PrivateKey::Signature(k) => k.seed().unwrap_or_else(|| k.expanded_key()).to_vec(),
+        _ => Vec::new(),
+    };
+    Ok(KeyMaterial {
+        public_pem: public.to_spki_pem()?,
+        private_pem: key.to_pkcs8_pem()?,
+        raw_private: Zeroizing::new(raw),
+        fingerprint: Fingerprint::of_public_key(&public)?.to_string(),
+        public,
+    })
+}
+
+async fn generate(run: &Run, alg: Algorithm) -> Result<KeyMaterial> {
+    run.crypto("keygen", alg.name(), move || PrivateKey::generate(alg).and_then(|k| material(&k)))
+        .await?
+        .map_err(|e| Error::bug(format!("key generation: {e}")))
 }
 
 /// The PEM blocks of `text` by the fingerprint of the public key each holds (unparsable blocks are skipped).
@@ -152,86 +267,94 @@ fn public_keys_by_fingerprint(text: &[u8]) -> BTreeMap<String, String> {
         .collect()
 }
 
-pub(crate) async fn reconcile_key_pair<K: Managed>(
-    obj: &K,
-    ctx: &Context,
-    inputs: KeyPairInputs<'_>,
-    status: Option<&KeyPairStatus>,
-) -> Result<Outcome<KeyPairStatus>> {
-    let KeyPairInputs { alg, alias, secret_name, rotation, history_limit } = inputs;
+pub(crate) async fn reconcile_key_pair<K: KeyPair>(obj: &K, run: &Run) -> Result<Outcome<KeyPairStatus>> {
+    // Observe.
+    let KeyPairSpec { alg, alias, secret_name, rotation, history_limit } = obj.spec()?;
     let kind = K::kind(&()).into_owned();
-    let every = rotation_period(rotation)?;
     let name = secret_name.map_or_else(|| obj.name_any(), str::to_owned);
-    let previous = status.cloned().unwrap_or_default();
-    let recorded = previous.fingerprint.clone();
-    let existing = owned_secret(ctx, obj, &name).await?;
-    let existing_cm = owned_config_map(ctx, obj, &name, "spec.secretName").await?;
-
-    let stored = existing.as_ref().and_then(|s| secret_data(s, "private_key.pem"));
-    let stored_meta = existing.as_ref().and_then(|s| secret_data(s, "metadata"));
-    let (mut key, mut created, mut generated) = match stored {
-        Some(pem) => {
-            let key = PrivateKey::from_pem(pem).map_err(|e| {
-                Error::user("CorruptSecret", format!("Secret {name}: private_key.pem is not a usable private key: {e}"))
-            })?;
-            if key.algorithm() != alg {
+    let secret = found::<Secret, K>(run, obj, &name)?;
+    let config_map = found::<ConfigMap, K>(run, obj, &name)?;
+    secret.refuse_foreign(obj, &name, "spec.secretName")?;
+    config_map.refuse_foreign(obj, &name, "spec.secretName")?;
+    let observed = Observed {
+        alg,
+        every: rotation_period(rotation)?,
+        previous: obj.status().cloned().unwrap_or_default(),
+        stored: secret.ours().map(|s| stored_key(s, &name)).transpose()?.flatten(),
+    };
+    // Plan.
+    let plan = plan(&observed, &name, jiff::Timestamp::now())?;
+    // Apply.
+    let Observed { every, previous, stored, .. } = observed;
+    let (retired, rotated): (Option<(String, Option<String>)>, bool) = match &plan {
+        Plan::Keep => (None, false),
+        Plan::Generate { replaces } => (replaces.clone().map(|r| (r, previous.created_at.clone())), false),
+        Plan::Rotate => (stored.as_ref().map(|s| (s.fingerprint.clone(), Some(s.created.clone()))), true),
+        Plan::RecordRotation { retired } => (Some((retired.clone(), previous.created_at.clone())), true),
+    };
+    let (public, fp, created) = match (&plan, &stored) {
+        (Plan::Keep | Plan::RecordRotation { .. }, Some(s)) if s.complete => {
+            let pem = secret.ours().and_then(|s| secret_data(s, "public_key.pem")).unwrap_or_default();
+            let public = PublicKey::from_pem(pem).map_err(|e| Error::bug(e.to_string()))?;
+            (public, s.fingerprint.clone(), s.created.clone())
+        }
+        (Plan::Keep | Plan::RecordRotation { .. }, Some(s)) => {
+            // Ours but incomplete (an older layout, or a key removed): rewrite it from the private key.
+            let pem = secret.ours().and_then(|s| secret_data(s, "private_key.pem")).map(<[u8]>::to_vec);
+            let Some(pem) = pem.map(Zeroizing::new) else {
+                return Err(Error::user("CorruptSecret", format!("Secret {name} has no private_key.pem")));
+            };
+            let m = run
+                .crypto("load", alg.name(), move || PrivateKey::from_pem(&pem).and_then(|k| material(&k)))
+                .await?
+                .map_err(|e| Error::user("CorruptSecret", format!("Secret {name}: private_key.pem: {e}")))?;
+            if m.fingerprint != s.fingerprint {
                 return Err(Error::user(
-                    "AlgorithmMismatch",
-                    format!(
-                        "Secret {name} holds a {} key, but spec.algorithm is {}",
-                        key.algorithm().name(),
-                        alg.name()
-                    ),
+                    "CorruptSecret",
+                    format!("Secret {name}: private_key.pem does not belong to public_key.pem"),
                 ));
             }
-            (key, created_of(stored_meta).unwrap_or_else(now), false)
+            let meta = OutputMetadata {
+                previous_fingerprint: s.previous.clone(),
+                ..OutputMetadata::new(&kind, alg.name(), &m.fingerprint, &s.created)
+            };
+            write::<Secret, K>(run, obj, &name, "spec.secretName", &secret, &key_secret(&m, &meta)).await?;
+            (m.public, m.fingerprint, s.created.clone())
         }
-        None => (
-            ctx.metrics
-                .crypto("keygen", alg.name(), || PrivateKey::generate(alg))
-                .map_err(|e| Error::bug(format!("key generation: {e}")))?,
-            now(),
-            true,
-        ),
-    };
-    let fp_of = |key: &PrivateKey| -> Result<String> {
-        let public = key.public_key().map_err(|e| Error::bug(e.to_string()))?;
-        Ok(Fingerprint::of_public_key(&public).map_err(|e| Error::bug(e.to_string()))?.to_string())
-    };
-    let mut fp = fp_of(&key)?;
-    // The key this reconcile retires, if any: the recorded one when the Secret went missing or
-    // when a rotation wrote the Secret but not the status; the current one when its time is up.
-    let mut retired: Option<(String, Option<String>)> = None;
-    let mut rotated = false;
-    if let Some(old) = recorded.as_ref().filter(|r| **r != fp) {
-        let our_rotation = previous_fingerprint_of(stored_meta).as_deref() == Some(old.as_str());
-        if !generated && !our_rotation {
-            return Err(Error::user(
-                "FingerprintMismatch",
-                format!(
-                    "Secret {name} holds a key with fingerprint {fp}, but status records {old}; refusing to use or \
-                     replace it (delete the Secret to generate a new key)"
-                ),
-            ));
+        _ => {
+            let m = generate(run, alg).await?;
+            let created = now();
+            let meta = OutputMetadata {
+                previous_fingerprint: retired.as_ref().map(|(old, _)| old.clone()),
+                ..OutputMetadata::new(&kind, alg.name(), &m.fingerprint, &created)
+            };
+            write::<Secret, K>(run, obj, &name, "spec.secretName", &secret, &key_secret(&m, &meta)).await?;
+            let event = match (&retired, rotated) {
+                (Some((old, _)), true) => {
+                    run.metrics.rotated(K::KIND);
+                    let note =
+                        format!("rotated the {} key: {} replaces {}", alg.name(), short(&m.fingerprint), short(old));
+                    (EventType::Normal, "KeyRotated", note)
+                }
+                (Some((old, _)), false) => {
+                    let note = format!(
+                        "output Secret {name} was missing; generated a new {} key {} (was {old})",
+                        alg.name(),
+                        m.fingerprint
+                    );
+                    (EventType::Warning, "SecretRegenerated", note)
+                }
+                (None, _) => {
+                    (EventType::Normal, "KeyGenerated", format!("generated {} key {}", alg.name(), m.fingerprint))
+                }
+            };
+            run.event(obj, event.0, event.1, event.2).await;
+            if let Some(a) = &alias {
+                run.event(obj, EventType::Warning, "DeprecatedAlgorithmName", a.to_string()).await;
+            }
+            (m.public, m.fingerprint, created)
         }
-        retired = Some((old.clone(), previous.created_at.clone()));
-        rotated = our_rotation && !generated;
-    }
-    let due = every.and_then(|e| parse_time(&created).and_then(|t| time_after(t, e)));
-    if !generated && retired.is_none() && due.is_some_and(|t| t <= jiff::Timestamp::now()) {
-        let old = std::mem::replace(
-            &mut key,
-            ctx.metrics
-                .crypto("keygen", alg.name(), || PrivateKey::generate(alg))
-                .map_err(|e| Error::bug(format!("key generation: {e}")))?,
-        );
-        drop(old);
-        retired = Some((fp.clone(), Some(created.clone())));
-        fp = fp_of(&key)?;
-        created = now();
-        generated = true;
-        rotated = true;
-    }
+    };
     let revision = previous.revision.unwrap_or(1).saturating_add(u32::from(retired.is_some()));
     let entry = retired.as_ref().map(|(old, old_created)| Revision {
         revision: revision.saturating_sub(1),
@@ -242,66 +365,31 @@ pub(crate) async fn reconcile_key_pair<K: Managed>(
     });
     let history = push_revision(&previous.history, entry, history_limit);
 
-    let public = key.public_key().map_err(|e| Error::bug(e.to_string()))?;
+    // The public ConfigMap: the key, its metadata, and the retired keys still in the history.
     let public_pem = public.to_spki_pem().map_err(|e| Error::bug(e.to_string()))?;
-    let private_pem = key.to_pkcs8_pem().map_err(|e| Error::bug(e.to_string()))?;
-    let mut metadata: serde_json::Value = serde_json::from_str(&metadata_json(&kind, alg.name(), &fp, &created))
-        .map_err(|e| Error::bug(format!("metadata: {e}")))?;
-    // Lets the next reconcile tell our own rotation (status write lost) from a foreign key.
-    let previous_fp = retired.as_ref().map(|(old, _)| old.clone()).or_else(|| previous_fingerprint_of(stored_meta));
-    if let (Some(prev), Some(m)) = (previous_fp, metadata.as_object_mut()) {
-        m.insert("previousFingerprint".to_owned(), prev.into());
-    }
-    let metadata = metadata.to_string();
-    let data = BTreeMap::from([
-        ("public_key".to_owned(), public.as_bytes().to_vec()),
-        ("private_key".to_owned(), raw_private(&key)?),
-        ("public_key.pem".to_owned(), public_pem.clone().into_bytes()),
-        ("private_key.pem".to_owned(), private_pem.as_bytes().to_vec()),
-        ("metadata".to_owned(), metadata.clone().into_bytes()),
-    ]);
-    if existing.as_ref().is_none_or(|s| !secret_matches(s, &data)) {
-        apply_secret(ctx, obj, &name, None, data).await?;
-    }
-    // Retired public keys, from what the ConfigMap published so far (current and history).
     let mut known = BTreeMap::new();
     for k in ["public_key_history.pem", "public_key.pem"] {
-        if let Some(text) = existing_cm.as_ref().and_then(|c| config_map_data(c, k)) {
+        if let Some(text) = config_map.ours().and_then(|c| config_map_data(c, k)) {
             known.extend(public_keys_by_fingerprint(text));
         }
     }
     let history_pem: String = history.iter().filter_map(|r| known.get(&r.fingerprint).cloned()).collect();
-    let mut cm_data = BTreeMap::from([("public_key.pem".to_owned(), public_pem), ("metadata".to_owned(), metadata)]);
-    if !history_pem.is_empty() {
-        cm_data.insert("public_key_history.pem".to_owned(), history_pem);
-    }
-    apply_config_map(ctx, obj, &name, cm_data, BTreeMap::from([("public_key".to_owned(), public.as_bytes().to_vec())]))
-        .await?;
-    let event = match (&retired, rotated) {
-        (Some((old, _)), true) => {
-            ctx.metrics.rotated(K::KIND);
-            let note =
-                format!("rotated the {} key: {} replaces {} (revision {revision})", alg.name(), short(&fp), short(old));
-            Some((EventType::Normal, "KeyRotated", note))
-        }
-        (Some((old, _)), false) => {
-            let note = format!("output Secret {name} was missing; generated a new {} key {fp} (was {old})", alg.name());
-            Some((EventType::Warning, "SecretRegenerated", note))
-        }
-        (None, _) if generated => {
-            Some((EventType::Normal, "KeyGenerated", format!("generated {} key {fp}", alg.name())))
-        }
-        (None, _) => None,
+    let meta = OutputMetadata {
+        previous_fingerprint: history.first().map(|r| r.fingerprint.clone()),
+        ..OutputMetadata::new(&kind, alg.name(), &fp, &created)
     };
-    if let Some((type_, reason, note)) = event {
-        ctx.event(obj, type_, reason, note).await;
-        if let Some(a) = &alias {
-            ctx.event(obj, EventType::Warning, "DeprecatedAlgorithmName", a.to_string()).await;
-        }
+    let mut cm = ConfigMapData {
+        data: BTreeMap::from([("public_key.pem".to_owned(), public_pem), ("metadata".to_owned(), meta.to_json())]),
+        binary: BTreeMap::from([("public_key".to_owned(), public.as_bytes().to_vec())]),
+    };
+    if !history_pem.is_empty() {
+        cm.data.insert("public_key_history.pem".to_owned(), history_pem);
     }
-    let created_ts = parse_time(&created);
+    write::<ConfigMap, K>(run, obj, &name, "spec.secretName", &config_map, &cm).await?;
+
+    let created_ts: Option<jiff::Timestamp> = created.parse().ok();
     if let Some(t) = created_ts {
-        ctx.metrics.key(K::KIND, &namespace(obj)?, &obj.name_any(), alg.name(), t.as_second());
+        run.metrics.key(K::KIND, &namespace(obj)?, &obj.name_any(), alg.name(), t.as_second());
     }
     let next_rotation = every.and_then(|e| created_ts.and_then(|t| time_after(t, e)));
     let message = match &alias {
@@ -309,10 +397,7 @@ pub(crate) async fn reconcile_key_pair<K: Managed>(
         None => format!("{} key {} in Secret {name}", alg.name(), short(&fp)),
     };
     let status = KeyPairStatus {
-        algorithm: Some(alg.name().to_owned()),
-        short_fingerprint: Some(short(&fp)),
-        fingerprint: Some(fp),
-        secret_name: Some(name.clone()),
+        output: OutputStatus::new(alg.name(), Some(fp), Some(name.clone())),
         public_key_config_map: Some(name),
         revision: Some(revision),
         created_at: Some(created),
@@ -328,85 +413,172 @@ pub(crate) async fn reconcile_key_pair<K: Managed>(
     Ok(outcome)
 }
 
-/// The `previousFingerprint` recorded in a key pair Secret's `metadata`.
-fn previous_fingerprint_of(data: Option<&[u8]>) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(data?).ok()?;
-    v.get("previousFingerprint")?.as_str().map(str::to_owned)
+fn key_secret(m: &KeyMaterial, meta: &OutputMetadata) -> SecretData {
+    SecretData {
+        type_: "Opaque",
+        data: BTreeMap::from([
+            ("public_key".to_owned(), m.public.as_bytes().to_vec()),
+            ("private_key".to_owned(), m.raw_private.to_vec()),
+            ("public_key.pem".to_owned(), m.public_pem.clone().into_bytes()),
+            ("private_key.pem".to_owned(), m.private_pem.as_bytes().to_vec()),
+            ("metadata".to_owned(), meta.to_json().into_bytes()),
+        ]),
+    }
 }
 
-/// The public key of a Ready `QuantumKEMKeyPair`, read from its ConfigMap; `Ok(None)` while it is not Ready.
-///
-/// # Errors
-/// A user error if the published key is unusable, API errors otherwise.
-pub async fn kem_public_key(ctx: &Context, ns: &str, name: &str) -> Result<Option<KemPublicKey>> {
-    let Some(kp) = ctx.api::<QuantumKEMKeyPair>(ns).get_opt(name).await? else { return Ok(None) };
-    if !is_ready(kp.status.as_ref().map(|s| &s.common), kp.metadata.generation) {
-        return Ok(None);
+/// A Ready key pair of kind `K` in the cache, its status, and the fingerprint it records;
+/// `None` while it is missing or not Ready.
+fn ready_key_pair<K: KeyPair>(store: &Store<K>, ns: &str, name: &str) -> Option<(Arc<K>, KeyPairStatus, String)> {
+    let kp = store.get(&ObjectRef::new(name).within(ns))?;
+    if !is_ready(kp.common_status(), kp.meta().generation) {
+        return None;
     }
-    let status = kp.status.as_ref();
-    let cm_name = status.and_then(|s| s.public_key_config_map.clone()).unwrap_or_else(|| kp.name_any());
-    let Some(cm) = ctx.api::<ConfigMap>(ns).get_opt(&cm_name).await? else { return Ok(None) };
+    let status = kp.status().cloned()?;
+    let fp = status.output.fingerprint.clone()?;
+    Some((kp, status, fp))
+}
+
+/// The published public key of a Ready key pair (from its ConfigMap, when it carries the
+/// recorded fingerprint); `Ok(None)` while it is not Ready or being rewritten.
+fn published_key<K: KeyPair>(run: &Run, store: &Store<K>, ns: &str, name: &str) -> Result<Option<(PublicKey, String)>> {
+    let Some((kp, status, fp)) = ready_key_pair(store, ns, name) else { return Ok(None) };
+    let cm_name = status.public_key_config_map.clone().unwrap_or_else(|| kp.name_any());
+    let Some(cm) = run.stores.config_maps.get(&ObjectRef::new(&cm_name).within(ns)) else { return Ok(None) };
     let Some(pem) = config_map_data(&cm, "public_key.pem") else { return Ok(None) };
     let public = PublicKey::from_pem(pem)
         .map_err(|e| Error::user("InvalidPublicKey", format!("ConfigMap {cm_name}: public_key.pem: {e}")))?;
-    let fp = Fingerprint::of_public_key(&public).map_err(|e| Error::bug(e.to_string()))?.to_string();
-    if status.and_then(|s| s.fingerprint.as_deref()) != Some(fp.as_str()) {
-        // The ConfigMap is being rewritten; the watch brings us back.
-        return Ok(None);
-    }
-    public.into_kem().map(Some).map_err(|e| Error::user("InvalidPublicKey", format!("key pair {name}: {e}")))
+    let have = Fingerprint::of_public_key(&public).map_err(|e| Error::bug(e.to_string()))?.to_string();
+    // A different key means the ConfigMap is being rewritten; its change brings us back.
+    Ok((have == fp).then_some((public, fp)))
 }
 
-/// The private key of a Ready key pair of kind `K`, read from its Secret; `Ok(None)` while not Ready.
-pub(crate) async fn ready_private_key<K>(ctx: &Context, ns: &str, name: &str) -> Result<Option<(PrivateKey, String)>>
-where
-    K: Managed + KeyPairLike,
-{
-    let Some(kp) = ctx.api::<K>(ns).get_opt(name).await? else { return Ok(None) };
-    if !is_ready(kp.common_status(), kp.meta().generation) {
-        return Ok(None);
+/// The public key of a Ready `QuantumKEMKeyPair` and its fingerprint; `Ok(None)` while it is not Ready.
+///
+/// # Errors
+/// A user error if the published key is unusable.
+pub(crate) fn kem_public_key(run: &Run, ns: &str, name: &str) -> Result<Option<(KemPublicKey, String)>> {
+    let Some((public, fp)) = published_key(run, &run.stores.kem_key_pairs, ns, name)? else { return Ok(None) };
+    let kem = public.into_kem().map_err(|e| Error::user("InvalidPublicKey", format!("key pair {name}: {e}")))?;
+    Ok(Some((kem, fp)))
+}
+
+/// A Ready `QuantumSignatureKeyPair` for a use that needs `purpose` (any, for verifying): its
+/// public key and fingerprint; `Ok(None)` while it is not Ready. `field` names the referencing spec field.
+///
+/// # Errors
+/// `KeyPurposeMismatch` when the key pair's purpose is another one.
+pub(crate) fn signature_public_key(
+    run: &Run,
+    ns: &str,
+    name: &str,
+    purpose: Option<KeyPurpose>,
+    field: &str,
+    use_: &str,
+) -> Result<Option<(VerifyingKey, String)>> {
+    if let (Some(kp), Some(purpose)) = (run.stores.signature_key_pairs.get(&ObjectRef::new(name).within(ns)), purpose)
+        && kp.spec.purpose != purpose
+    {
+        return Err(purpose_mismatch(name, kp.spec.purpose, purpose, field, use_));
     }
-    let secret_name = kp.key_status().and_then(|s| s.secret_name.clone()).unwrap_or_else(|| kp.name_any());
-    let Some(secret) = ctx.api::<Secret>(ns).get_opt(&secret_name).await? else { return Ok(None) };
-    let Some(pem) = secret_data(&secret, "private_key.pem") else { return Ok(None) };
-    let key = PrivateKey::from_pem(pem)
-        .map_err(|e| Error::user("InvalidPrivateKey", format!("Secret {secret_name}: private_key.pem: {e}")))?;
-    let fp = key
-        .public_key()
-        .and_then(|p| Fingerprint::of_public_key(&p))
-        .map_err(|e| Error::bug(e.to_string()))?
-        .to_string();
-    if kp.key_status().and_then(|s| s.fingerprint.as_deref()) != Some(fp.as_str()) {
+    let Some((public, fp)) = published_key(run, &run.stores.signature_key_pairs, ns, name)? else {
         return Ok(None);
-    }
+    };
+    let key = public.into_signature().map_err(|e| Error::user("InvalidPublicKey", format!("key pair {name}: {e}")))?;
     Ok(Some((key, fp)))
 }
 
-/// The signing key of a Ready `QuantumSignatureKeyPair`, with its fingerprint; `Ok(None)` while not Ready.
-///
-/// # Errors
-/// A user error if the stored key is unusable, API errors otherwise.
-pub async fn signing_key(ctx: &Context, ns: &str, name: &str) -> Result<Option<(SigningKey, String)>> {
-    match ready_private_key::<QuantumSignatureKeyPair>(ctx, ns, name).await? {
-        Some((PrivateKey::Signature(k), fp)) => Ok(Some((k, fp))),
-        Some(_) => Err(Error::user("WrongKeyType", format!("key pair {name} does not hold a signing key"))),
-        None => Ok(None),
+/// The refusal of a key pair used outside its purpose.
+pub(crate) fn purpose_mismatch(name: &str, has: KeyPurpose, needs: KeyPurpose, field: &str, use_: &str) -> Error {
+    let why = match has {
+        KeyPurpose::CertificateAuthority => "a CA key signs certificates the operator builds, never anything else",
+        KeyPurpose::Signing => "a key that may sign chosen messages must never back a CA",
+    };
+    Error::user(
+        "KeyPurposeMismatch",
+        format!(
+            "{field}: QuantumSignatureKeyPair {name} has spec.purpose {has}, but {use_} needs purpose {needs} ({why})"
+        ),
+    )
+}
+
+/// The private key PEM of a Ready key pair of kind `K` and the fingerprint it must have;
+/// `Ok(None)` while it is not Ready. Parse it on the crypto pool ([`load_private_key`]).
+pub(crate) fn private_key_pem<K: KeyPair>(
+    run: &Run,
+    store: &Store<K>,
+    ns: &str,
+    name: &str,
+) -> Option<(Zeroizing<Vec<u8>>, String)> {
+    let (kp, status, fp) = ready_key_pair(store, ns, name)?;
+    let secret_name = status.output.secret_name.clone().unwrap_or_else(|| kp.name_any());
+    let secret = run.stores.secrets.get(&ObjectRef::new(&secret_name).within(ns))?;
+    let pem = secret_data(&secret, "private_key.pem")?;
+    Some((Zeroizing::new(pem.to_vec()), fp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: &str = "2026-05-01T12:00:00Z";
+
+    fn stored(fp: &str, created: &str, previous: Option<&str>) -> StoredKey {
+        StoredKey {
+            fingerprint: fp.to_owned(),
+            alg: qubesec_core::KemAlgorithm::MlKem768.into(),
+            created: created.to_owned(),
+            previous: previous.map(str::to_owned),
+            complete: true,
+        }
     }
-}
 
-/// Access to a key pair's status.
-pub(crate) trait KeyPairLike {
-    fn key_status(&self) -> Option<&KeyPairStatus>;
-}
-
-impl KeyPairLike for QuantumKEMKeyPair {
-    fn key_status(&self) -> Option<&KeyPairStatus> {
-        self.status.as_ref()
+    fn observed(recorded: Option<&str>, stored: Option<StoredKey>, every: Option<u64>) -> Observed {
+        let mut previous = KeyPairStatus::default();
+        previous.output.fingerprint = recorded.map(str::to_owned);
+        Observed {
+            alg: qubesec_core::KemAlgorithm::MlKem768.into(),
+            every: every.map(Duration::from_secs),
+            previous,
+            stored,
+        }
     }
-}
 
-impl KeyPairLike for QuantumSignatureKeyPair {
-    fn key_status(&self) -> Option<&KeyPairStatus> {
-        self.status.as_ref()
+    #[test]
+    fn key_pair_plans() {
+        let now: jiff::Timestamp = NOW.parse().unwrap();
+        let hour_ago = "2026-05-01T11:00:00Z";
+        let cases: Vec<(&str, Observed, Result<Plan, &str>)> = vec![
+            ("first key", observed(None, None, None), Ok(Plan::Generate { replaces: None })),
+            (
+                "Secret deleted",
+                observed(Some("sha256:a"), None, None),
+                Ok(Plan::Generate { replaces: Some("sha256:a".into()) }),
+            ),
+            ("unchanged", observed(Some("sha256:a"), Some(stored("sha256:a", hour_ago, None)), None), Ok(Plan::Keep)),
+            ("adopted", observed(None, Some(stored("sha256:a", hour_ago, None)), None), Ok(Plan::Keep)),
+            (
+                "not due",
+                observed(Some("sha256:a"), Some(stored("sha256:a", hour_ago, None)), Some(7200)),
+                Ok(Plan::Keep),
+            ),
+            ("due", observed(Some("sha256:a"), Some(stored("sha256:a", hour_ago, None)), Some(3600)), Ok(Plan::Rotate)),
+            (
+                "rotation whose status was lost",
+                observed(Some("sha256:a"), Some(stored("sha256:b", NOW, Some("sha256:a"))), Some(3600)),
+                Ok(Plan::RecordRotation { retired: "sha256:a".into() }),
+            ),
+            (
+                "foreign key",
+                observed(Some("sha256:a"), Some(stored("sha256:b", NOW, Some("sha256:x"))), None),
+                Err("FingerprintMismatch"),
+            ),
+        ];
+        for (what, o, want) in cases {
+            let got = plan(&o, "s", now).map_err(|e| e.reason());
+            assert_eq!(got, want, "{what}");
+        }
+        let mut other = observed(None, Some(stored("sha256:a", NOW, None)), None);
+        other.alg = qubesec_core::KemAlgorithm::MlKem1024.into();
+        assert_eq!(plan(&other, "s", now).unwrap_err().reason(), "AlgorithmMismatch");
     }
 }

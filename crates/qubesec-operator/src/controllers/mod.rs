@@ -1,6 +1,6 @@
-//! One controller per kind, all sharing a [`Context`]. Each watches its own
-//! kind, the Secrets and ConfigMaps it owns, and the objects it references
-//! (mapped back through the controller's store), never polling.
+//! One controller per kind over the shared watches of [`crate::cache`]: each kind's queue is fed
+//! by the changes routed to it, and kube's `applier` runs [`crate::reconcile::reconcile`] on it
+//! with at most `--max-concurrent-reconciles` objects at a time, per-object backoff and requeues.
 
 mod certificate;
 mod decapsulate;
@@ -11,94 +11,101 @@ mod random;
 mod sign;
 mod verify;
 
-use std::fmt::Display;
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use kube::ResourceExt;
-use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher::{self, watcher};
+use futures::{FutureExt, StreamExt};
+use kube::runtime::applier;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::utils::CancelableJoinHandle;
+use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::cache::{Run, Triggers, Watches, kind_name, synced, watches};
 use crate::context::Context;
-use crate::outputs::{MANAGED_BY, OWNER_KIND};
-use crate::reconcile::Managed;
+use crate::crd::{
+    QuantumCertificate, QuantumDecapsulateSecret, QuantumDerivedKey, QuantumEncapsulateSecret, QuantumKEMKeyPair,
+    QuantumRandomNumber, QuantumSignMessage, QuantumSignatureKeyPair, QuantumVerifySignature,
+};
+use crate::reconcile::{Reconcile, error_policy, reconcile};
 
-pub use keypair::{kem_public_key, signing_key};
+/// The kinds with a controller.
+const KINDS: [&str; 9] = [
+    "QuantumKEMKeyPair",
+    "QuantumSignatureKeyPair",
+    "QuantumRandomNumber",
+    "QuantumEncapsulateSecret",
+    "QuantumDecapsulateSecret",
+    "QuantumDerivedKey",
+    "QuantumSignMessage",
+    "QuantumVerifySignature",
+    "QuantumCertificate",
+];
 
-/// All nine controllers as futures; each runs until its watches end (in practice, forever).
-pub fn all(ctx: &Arc<Context>) -> Vec<BoxFuture<'static, ()>> {
-    vec![
-        keypair::controller::<crate::crd::QuantumKEMKeyPair>(ctx.clone()),
-        keypair::controller::<crate::crd::QuantumSignatureKeyPair>(ctx.clone()),
-        random::controller(ctx.clone()),
-        encapsulate::controller(ctx.clone()),
-        decapsulate::controller(ctx.clone()),
-        derived_key::controller(ctx.clone()),
-        sign::controller(ctx.clone()),
-        verify::controller(ctx.clone()),
-        certificate::controller(ctx.clone()),
-        forget_deleted::<crate::crd::QuantumCertificate>(ctx.clone()),
-        forget_deleted::<crate::crd::QuantumKEMKeyPair>(ctx.clone()),
-        forget_deleted::<crate::crd::QuantumSignatureKeyPair>(ctx.clone()),
-    ]
-}
-
-/// Removes the metric series of deleted `K` objects (certificate expiry, key age), so alerts
-/// never fire for something that no longer exists. A metadata-only watch with kube's backoff;
-/// after each (re-)list, objects deleted while the watch was down are dropped too.
-fn forget_deleted<K: Managed>(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
-    use futures::{FutureExt, StreamExt};
-    use kube::runtime::WatchStreamExt;
-    let mut listed = std::collections::HashSet::new();
-    // kube 5: an `Api<PartialObjectMeta<K>>` lists and watches metadata only.
-    watcher(ctx.watch_api::<kube::core::PartialObjectMeta<K>>(), watcher::Config::default())
-        .default_backoff()
-        .for_each(move |event| {
-            let key = |o: &kube::core::PartialObjectMeta<K>| (o.namespace().unwrap_or_default(), o.name_any());
-            match event {
-                Ok(watcher::Event::Delete(obj)) => {
-                    ctx.metrics.forget(K::KIND, &obj.namespace().unwrap_or_default(), &obj.name_any())
-                }
-                Ok(watcher::Event::Init) => listed.clear(),
-                Ok(watcher::Event::InitApply(obj)) => {
-                    listed.insert(key(&obj));
-                }
-                Ok(watcher::Event::InitDone) => ctx.metrics.retain(K::KIND, &std::mem::take(&mut listed)),
-                Ok(watcher::Event::Apply(_)) | Err(_) => {}
-            }
-            futures::future::ready(())
-        })
-        .boxed()
-}
-
-/// Runs all nine controllers until they end.
+/// Runs the shared watches and all nine controllers until dropped (a lost Lease drops them).
+/// The controllers start once every cache holds its first list, so no reconcile acts on a
+/// half-filled cache.
 pub async fn run(ctx: Arc<Context>) {
-    futures::future::join_all(all(&ctx)).await;
-}
-
-/// Watch config for the objects a kind owns: only ours, only that kind's.
-pub(crate) fn owned_config<K: Managed>() -> watcher::Config {
-    watcher::Config::default().labels(&format!("{}={},{}={}", MANAGED_BY.0, MANAGED_BY.1, OWNER_KIND, K::kind(&())))
-}
-
-/// Logs a controller stream item.
-pub(crate) async fn log_result<K: Managed, E: Display>(r: Result<(ObjectRef<K>, Action), E>) {
-    match r {
-        Ok((o, _)) => tracing::debug!(kind = K::KIND, object = %o, "reconciled"),
-        Err(e) => tracing::debug!(kind = K::KIND, error = %e, "reconcile error"),
+    let (triggers, mut queues) = Triggers::new(&KINDS);
+    let triggers = Arc::new(triggers);
+    let Watches { stores, futures: watch_futures } = watches(&ctx, &triggers);
+    let run = Arc::new(Run { ctx, stores });
+    let controllers = {
+        let run = run.clone();
+        async move {
+            if synced(&run.stores).await.is_err() {
+                tracing::warn!("a watch ended before its first list; the controllers do not start");
+                return;
+            }
+            tracing::info!("caches synced; starting the controllers");
+            let mut all = Vec::new();
+            all.push(controller::<QuantumKEMKeyPair>(&run, &mut queues));
+            all.push(controller::<QuantumSignatureKeyPair>(&run, &mut queues));
+            all.push(controller::<QuantumRandomNumber>(&run, &mut queues));
+            all.push(controller::<QuantumEncapsulateSecret>(&run, &mut queues));
+            all.push(controller::<QuantumDecapsulateSecret>(&run, &mut queues));
+            all.push(controller::<QuantumDerivedKey>(&run, &mut queues));
+            all.push(controller::<QuantumSignMessage>(&run, &mut queues));
+            all.push(controller::<QuantumVerifySignature>(&run, &mut queues));
+            all.push(controller::<QuantumCertificate>(&run, &mut queues));
+            futures::future::join_all(all).await;
+        }
+    };
+    tokio::select! {
+        _ = futures::future::join_all(watch_futures) => tracing::warn!("the watches stopped"),
+        () = controllers => tracing::warn!("the controllers stopped"),
     }
 }
 
-/// The objects in `store` for which `refers(obj)` holds, as requests.
-pub(crate) fn referrers<K: Managed>(store: &Store<K>, refers: impl Fn(&K) -> bool) -> Vec<ObjectRef<K>> {
-    store.state().iter().filter(|o| refers(o)).map(|o| ObjectRef::from_obj(&**o)).collect()
-}
-
-/// Whether a reference `(name, namespace?)` from `from` points at `target`.
-pub(crate) fn points_at<A: ResourceExt, B: ResourceExt>(from: &A, name: &str, ns: Option<&str>, target: &B) -> bool {
-    let from_ns = from.namespace();
-    name == target.name_any() && ns.map(str::to_owned).or(from_ns) == target.namespace()
+/// The controller of kind `K`: its queue through kube's `applier`.
+fn controller<K: Reconcile>(
+    run: &Arc<Run>,
+    queues: &mut HashMap<&'static str, UnboundedReceiver<(String, String)>>,
+) -> BoxFuture<'static, ()> {
+    let Some(rx) = queues.remove(kind_name::<K>()) else {
+        tracing::error!(kind = K::KIND, "no queue for this kind");
+        return futures::future::ready(()).boxed();
+    };
+    let queue = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+        .map(|(ns, name)| Ok::<_, Infallible>(ObjectRef::<K>::new(&name).within(&ns)));
+    let config = kube::runtime::controller::Config::default().concurrency(run.config.max_concurrent_reconciles);
+    applier(
+        |obj, run| CancelableJoinHandle::spawn(reconcile::<K>(obj, run), &tokio::runtime::Handle::current()),
+        error_policy::<K>,
+        run.clone(),
+        K::store(&run.stores).clone(),
+        queue,
+        config,
+    )
+    .for_each(|r| {
+        match r {
+            Ok((o, _)) => tracing::debug!(kind = K::KIND, object = %o, "reconciled"),
+            Err(e) => tracing::debug!(kind = K::KIND, error = %e, "reconcile error"),
+        }
+        futures::future::ready(())
+    })
+    .boxed()
 }
 
 #[cfg(test)]

@@ -2,107 +2,150 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
-use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
+use kube::runtime::reflector::Store;
 
-use super::{log_result, owned_config};
-use crate::context::Context;
-use crate::crd::{QuantumRandomNumber, RandomNumberStatus};
+use crate::cache::{Run, Stores, Target};
+use crate::crd::{MIN_RANDOM_BYTES, OutputStatus, QuantumRandomNumber, RandomNumberStatus};
 use crate::error::{Error, Result};
-use crate::outputs::{apply_secret, created_of, fingerprint, metadata_json, now, owned_secret, secret_data, short};
-use crate::reconcile::{Outcome, State, error_policy, finish, fresh, managed};
+use crate::outputs::{OutputMetadata, SecretData, fingerprint, found, now, secret_data, write};
+use crate::reconcile::{Managed, Outcome, Reconcile, State, managed};
 
-managed!(QuantumRandomNumber, "randomnumber");
+managed!(QuantumRandomNumber, "randomnumber", RandomNumberStatus);
 
-pub(crate) fn controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
-    Controller::new(ctx.watch_api::<QuantumRandomNumber>(), watcher::Config::default())
-        .owns(ctx.watch_api::<Secret>(), owned_config::<QuantumRandomNumber>())
-        .run(reconcile, error_policy::<QuantumRandomNumber>, ctx)
-        .for_each(log_result)
-        .boxed()
+/// What a random number reconcile does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// The bytes are in place; `add_metadata` when the Secret lacks its `metadata` key.
+    Keep {
+        /// The fingerprint of the stored bytes.
+        fingerprint: String,
+        /// Whether to write the `metadata` key (a Secret from before it existed).
+        add_metadata: bool,
+    },
+    /// Draw bytes: none yet, or the Secret lost them (then they `replace` the recorded ones).
+    Generate {
+        /// The recorded fingerprint of the bytes that went missing.
+        replaces: Option<String>,
+    },
 }
 
-async fn reconcile(obj: Arc<QuantumRandomNumber>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
-    let result = reconcile_inner(&obj, &ctx).await;
-    finish(&*obj, &ctx, started, result).await
-}
-
-pub(crate) async fn reconcile_inner(obj: &QuantumRandomNumber, ctx: &Context) -> Result<Outcome<RandomNumberStatus>> {
-    let name = obj.spec.secret_name.clone().unwrap_or_else(|| obj.name_any());
-    let len = usize::try_from(obj.spec.bytes).map_err(|e| Error::bug(e.to_string()))?;
-    if !(1..=65536).contains(&len) {
-        return Err(Error::user("InvalidSpec", "spec.bytes must be between 1 and 65536"));
+/// Decides (pure) from the stored bytes and metadata, the recorded fingerprint and the spec.
+///
+/// # Errors
+/// `FingerprintMismatch` when the Secret was modified, `SizeMismatch` when it holds another length.
+pub(crate) fn plan(name: &str, len: usize, stored: Option<(&[u8], bool)>, recorded: Option<&String>) -> Result<Plan> {
+    let Some((bytes, has_metadata)) = stored else {
+        return Ok(Plan::Generate { replaces: recorded.cloned() });
+    };
+    let fp = fingerprint(bytes);
+    if let Some(r) = recorded.filter(|r| **r != fp) {
+        return Err(Error::user(
+            "FingerprintMismatch",
+            format!("Secret {name} was modified (fingerprint {fp}, status records {r})"),
+        ));
     }
-    let recorded = obj.status.as_ref().and_then(|s| s.fingerprint.clone());
-    let existing = owned_secret(ctx, obj, &name).await?;
-    let stored = existing.as_ref().and_then(|s| secret_data(s, "random"));
-    let fp = match stored {
-        Some(bytes) => {
-            let fp = fingerprint(bytes);
-            if recorded.as_ref().is_some_and(|r| *r != fp) {
-                return Err(Error::user(
-                    "FingerprintMismatch",
-                    format!(
-                        "Secret {name} was modified (fingerprint {fp}, status records {})",
-                        recorded.unwrap_or_default()
-                    ),
-                ));
-            }
-            if bytes.len() != len {
-                return Err(Error::user(
-                    "SizeMismatch",
-                    format!("Secret {name} holds {} bytes but spec.bytes is {len}", bytes.len()),
-                ));
-            }
-            if existing.as_ref().and_then(|s| secret_data(s, "metadata")).is_none() {
-                let data = BTreeMap::from([
-                    ("random".to_owned(), bytes.to_vec()),
-                    (
-                        "metadata".to_owned(),
-                        metadata_json("QuantumRandomNumber", "os-csprng", &fp, &now()).into_bytes(),
-                    ),
-                ]);
-                apply_secret(ctx, obj, &name, None, data).await?;
-            }
+    if bytes.len() != len {
+        return Err(Error::user(
+            "SizeMismatch",
+            format!("Secret {name} holds {} bytes but spec.bytes is {len}", bytes.len()),
+        ));
+    }
+    Ok(Plan::Keep { fingerprint: fp, add_metadata: !has_metadata })
+}
+
+impl Reconcile for QuantumRandomNumber {
+    fn references(&self) -> Vec<Target> {
+        Vec::new()
+    }
+
+    fn store(stores: &Stores) -> &Store<Self> {
+        &stores.random_numbers
+    }
+
+    fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> impl Future<Output = Result<Outcome<RandomNumberStatus>>> + Send {
+        async move { reconcile_inner(&obj, &run).await }
+    }
+}
+
+pub(crate) async fn reconcile_inner(obj: &QuantumRandomNumber, run: &Run) -> Result<Outcome<RandomNumberStatus>> {
+    let name = obj.spec.secret_name.clone().unwrap_or_else(|| obj.name_any());
+    if !(MIN_RANDOM_BYTES..=65536).contains(&obj.spec.bytes) {
+        return Err(Error::user("InvalidSpec", format!("spec.bytes must be between {MIN_RANDOM_BYTES} and 65536")));
+    }
+    let len = usize::try_from(obj.spec.bytes).map_err(|e| Error::bug(e.to_string()))?;
+    let recorded = obj.status().and_then(|s| s.output.fingerprint.clone());
+    let secret = found::<Secret, _>(run, obj, &name)?;
+    secret.refuse_foreign(obj, &name, "spec.secretName")?;
+    let stored =
+        secret.ours().and_then(|s| secret_data(s, "random").map(|b| (b, secret_data(s, "metadata").is_some())));
+    let fp = match plan(&name, len, stored, recorded.as_ref())? {
+        Plan::Keep { fingerprint, add_metadata: false } => fingerprint,
+        Plan::Keep { fingerprint: fp, add_metadata: true } => {
+            let bytes = stored.map(|(b, _)| b.to_vec()).unwrap_or_default();
+            let created =
+                secret.ours().and_then(|s| s.metadata.creation_timestamp.clone()).map_or_else(now, |t| t.0.to_string());
+            let meta = OutputMetadata::new("QuantumRandomNumber", "os-csprng", &fp, &created);
+            let data =
+                BTreeMap::from([("random".to_owned(), bytes), ("metadata".to_owned(), meta.to_json().into_bytes())]);
+            write::<Secret, _>(run, obj, &name, "spec.secretName", &secret, &SecretData { type_: "Opaque", data })
+                .await?;
             fp
         }
-        None => {
-            let bytes = ctx
-                .metrics
-                .crypto("random", "os-csprng", || qubesec_core::rand::bytes(len))
+        Plan::Generate { replaces } => {
+            let bytes = run
+                .crypto("random", "os-csprng", move || qubesec_core::rand::bytes(len))
+                .await?
                 .map_err(|e| Error::Transient(format!("randomness: {e}")))?;
             let fp = fingerprint(&bytes);
-            let created = created_of(None).unwrap_or_else(now);
+            let meta = OutputMetadata::new("QuantumRandomNumber", "os-csprng", &fp, &now());
             let data = BTreeMap::from([
                 ("random".to_owned(), bytes.to_vec()),
-                ("metadata".to_owned(), metadata_json("QuantumRandomNumber", "os-csprng", &fp, &created).into_bytes()),
+                ("metadata".to_owned(), meta.to_json().into_bytes()),
             ]);
-            apply_secret(ctx, obj, &name, None, data).await?;
-            match &recorded {
+            write::<Secret, _>(run, obj, &name, "spec.secretName", &secret, &SecretData { type_: "Opaque", data })
+                .await?;
+            match replaces {
                 Some(old) => {
                     let note = format!("output Secret {name} was missing; generated new random bytes {fp} (was {old})");
-                    ctx.event(obj, EventType::Warning, "SecretRegenerated", note).await;
+                    run.event(obj, EventType::Warning, "SecretRegenerated", note).await;
                 }
-                None => ctx.event(obj, EventType::Normal, "Generated", format!("generated {len} random bytes")).await,
+                None => run.event(obj, EventType::Normal, "Generated", format!("generated {len} random bytes")).await,
             }
             fp
         }
     };
     let status = RandomNumberStatus {
+        output: OutputStatus::new("os-csprng", Some(fp), Some(name.clone())),
         bytes: Some(obj.spec.bytes),
-        short_fingerprint: Some(short(&fp)),
-        fingerprint: Some(fp),
-        secret_name: Some(name.clone()),
         ..RandomNumberStatus::default()
     };
     Ok(Outcome::new(status, State::ready("Generated", format!("{len} random bytes in Secret {name}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_number_plans() {
+        let bytes = [7u8; 16];
+        let fp = fingerprint(&bytes);
+        assert_eq!(plan("s", 16, None, None).unwrap(), Plan::Generate { replaces: None });
+        assert_eq!(plan("s", 16, None, Some(&fp)).unwrap(), Plan::Generate { replaces: Some(fp.clone()) });
+        assert_eq!(
+            plan("s", 16, Some((&bytes, true)), Some(&fp)).unwrap(),
+            Plan::Keep { fingerprint: fp.clone(), add_metadata: false }
+        );
+        assert_eq!(
+            plan("s", 16, Some((&bytes, false)), None).unwrap(),
+            Plan::Keep { fingerprint: fp.clone(), add_metadata: true }
+        );
+        let other = fingerprint(b"other");
+        assert_eq!(plan("s", 16, Some((&bytes, true)), Some(&other)).unwrap_err().reason(), "FingerprintMismatch");
+        assert_eq!(plan("s", 32, Some((&bytes, true)), Some(&fp)).unwrap_err().reason(), "SizeMismatch");
+    }
 }

@@ -1,150 +1,166 @@
-//! `QuantumSignMessage`: signs once per (message, key); the signature goes to a ConfigMap.
+//! `QuantumSignMessage`: signs once per (message, key, context); the signature goes to a ConfigMap.
+//! A stored signature that still verifies for the current inputs is kept, so nothing about the
+//! message (not even a hash of it) needs to be recorded in status.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
-use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
-use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
-use qubesec_core::PublicKey;
+use kube::runtime::reflector::Store;
+use qubesec_core::{PrivateKey, PublicKey};
+use zeroize::Zeroizing;
 
-use super::{log_result, owned_config, points_at, referrers, signing_key};
-use crate::context::Context;
-use crate::crd::{DataKind, DataRef, QuantumSignMessage, QuantumSignatureKeyPair, SignMessageStatus};
+use super::decapsulate::data_kind;
+use super::keypair::{private_key_pem, signature_public_key};
+use crate::cache::{Run, Stores, Target};
+use crate::crd::{DataRef, KeyPurpose, OutputStatus, QuantumSignMessage, SignMessageStatus};
 use crate::error::{Error, Result};
 use crate::outputs::{
-    apply_config_map, config_map_data, fingerprint, metadata_json, owned_config_map, read_data_ref, short,
+    ConfigMapData, Input, InputRef, OutputMetadata, config_map_data, fingerprint, found, now, read_input, short, write,
 };
-use crate::reconcile::{Managed, Outcome, State, error_policy, finish, fresh, managed, namespace};
+use crate::reconcile::{Managed, Outcome, Reconcile, State, managed, namespace};
 
-managed!(QuantumSignMessage, "signmessage");
+managed!(QuantumSignMessage, "signmessage", SignMessageStatus);
 
-/// Requests for the objects in a store whose `DataRef`s point at `target`.
-pub(crate) fn data_ref_points_at<K: Managed, T: ResourceExt>(
-    obj: &K,
-    refs: &[Option<&DataRef>],
-    kind: DataKind,
-    target: &T,
-) -> bool {
-    refs.iter().flatten().any(|r| r.kind == kind && points_at(obj, &r.name, r.namespace.as_deref(), target))
+impl Reconcile for QuantumSignMessage {
+    fn references(&self) -> Vec<Target> {
+        let own = self.namespace().unwrap_or_default();
+        let kp = &self.spec.key_pair_ref;
+        let mut refs =
+            vec![("QuantumSignatureKeyPair", kp.namespace.clone().unwrap_or_else(|| own.clone()), kp.name.clone())];
+        refs.extend(data_refs(&own, &[self.spec.message_ref.as_ref()]));
+        refs
+    }
+
+    fn store(stores: &Stores) -> &Store<Self> {
+        &stores.sign_messages
+    }
+
+    fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> impl Future<Output = Result<Outcome<SignMessageStatus>>> + Send {
+        async move { reconcile_inner(&obj, &run).await }
+    }
 }
 
-pub(crate) fn controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
-    let c = Controller::new(ctx.watch_api::<QuantumSignMessage>(), watcher::Config::default());
-    let (s1, s2, s3) = (c.store(), c.store(), c.store());
-    c.owns(ctx.watch_api::<ConfigMap>(), owned_config::<QuantumSignMessage>())
-        .watches(ctx.watch_api::<QuantumSignatureKeyPair>(), watcher::Config::default(), move |kp| {
-            referrers(&s1, |m: &QuantumSignMessage| {
-                points_at(m, &m.spec.key_pair_ref.name, m.spec.key_pair_ref.namespace.as_deref(), &kp)
-            })
-        })
-        .watches(ctx.watch_api::<ConfigMap>(), watcher::Config::default(), move |cm| {
-            referrers(&s2, |m: &QuantumSignMessage| {
-                data_ref_points_at(m, &[m.spec.message_ref.as_ref()], DataKind::ConfigMap, &cm)
-            })
-        })
-        .watches(ctx.watch_api::<Secret>(), watcher::Config::default(), move |s| {
-            referrers(&s3, |m: &QuantumSignMessage| {
-                data_ref_points_at(m, &[m.spec.message_ref.as_ref()], DataKind::Secret, &s)
-            })
-        })
-        .run(reconcile, error_policy::<QuantumSignMessage>, ctx)
-        .for_each(log_result)
-        .boxed()
+/// The targets of data references, in namespace `own` unless they name another.
+pub(crate) fn data_refs(own: &str, refs: &[Option<&DataRef>]) -> Vec<Target> {
+    refs.iter()
+        .flatten()
+        .map(|r| (data_kind(r.kind), r.namespace.clone().unwrap_or_else(|| own.to_owned()), r.name.clone()))
+        .collect()
 }
 
-async fn reconcile(obj: Arc<QuantumSignMessage>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
-    let result = reconcile_inner(&obj, &ctx).await;
-    finish(&*obj, &ctx, started, result).await
-}
-
-/// The message of a sign or verify spec: inline text or a referenced key.
+/// The message of a sign or verify spec: inline text or a referenced key; `Ok(None)` while missing.
 pub(crate) async fn message<K: Managed>(
-    ctx: &Context,
+    run: &Run,
     obj: &K,
     inline: Option<&String>,
     r: Option<&DataRef>,
-) -> Result<Option<Vec<u8>>> {
+) -> Result<Option<Input>> {
     match (inline, r) {
-        (Some(m), None) => Ok(Some(m.as_bytes().to_vec())),
-        (None, Some(r)) => read_data_ref(ctx, obj, "spec.messageRef", r, "message").await,
+        (Some(m), None) => {
+            Ok(Some(Input { bytes: Zeroizing::new(m.as_bytes().to_vec()), origin: crate::outputs::Origin::ConfigMap }))
+        }
+        (None, Some(r)) => {
+            let ns = run.ref_namespace(&namespace(obj)?, "spec.messageRef", r.namespace.as_deref())?;
+            let key = r.key.as_deref().unwrap_or("message");
+            read_input(run, &InputRef { field: "spec.messageRef", kind: r.kind, namespace: &ns, name: &r.name, key })
+                .await
+        }
         _ => Err(Error::user("InvalidSpec", "exactly one of spec.message or spec.messageRef must be set")),
     }
 }
 
-pub(crate) async fn reconcile_inner(obj: &QuantumSignMessage, ctx: &Context) -> Result<Outcome<SignMessageStatus>> {
-    let spec = &obj.spec;
-    let name = spec.config_map_name.clone().unwrap_or_else(|| obj.name_any());
-    let previous = obj.status.clone().unwrap_or_default();
-    let r = &spec.key_pair_ref;
-    let ns = ctx.ref_namespace(&namespace(obj)?, "spec.keyPairRef", r.namespace.as_deref())?;
-    let Some((key, key_fp)) = signing_key(ctx, &ns, &r.name).await? else {
-        let msg = format!("waiting for QuantumSignatureKeyPair {} to be Ready", r.name);
-        return Ok(Outcome::new(previous, State::pending("WaitingForKeyPair", msg)));
-    };
-    let Some(msg) = message(ctx, obj, spec.message.as_ref(), spec.message_ref.as_ref()).await? else {
-        return Ok(Outcome::new(previous, State::pending("WaitingForMessage", "waiting for spec.messageRef")));
-    };
-    let context = spec.context.as_deref().unwrap_or_default().as_bytes();
+/// The context string, refused above 255 bytes (admission checks it too).
+pub(crate) fn context_bytes(context: Option<&String>) -> Result<Vec<u8>> {
+    let context = context.map(String::as_bytes).unwrap_or_default();
     if context.len() > 255 {
         return Err(Error::user("InvalidSpec", "spec.context must be at most 255 bytes"));
     }
-    let msg_fp = fingerprint(&msg);
-    let alg = key.algorithm();
-    let existing = owned_config_map(ctx, obj, &name, "spec.configMapName").await?;
-    let stored = existing.as_ref().and_then(|cm| config_map_data(cm, "signature"));
-    let same_inputs = previous.message_fingerprint.as_deref() == Some(msg_fp.as_str())
-        && previous.key_fingerprint.as_deref() == Some(key_fp.as_str());
-    let reusable =
-        stored.filter(|sig| same_inputs && previous.fingerprint.as_deref() == Some(fingerprint(sig).as_str()));
-    let signature = match reusable {
-        Some(sig) => sig.to_vec(),
-        None => {
-            let sig = ctx
-                .metrics
-                .crypto("sign", alg.name(), || key.sign(&msg, context))
-                .map_err(|e| Error::bug(format!("signing: {e}")))?
-                .into_bytes();
-            let (type_, reason, note) = if existing.is_none() && previous.fingerprint.is_some() {
+    Ok(context.to_vec())
+}
+
+pub(crate) async fn reconcile_inner(obj: &QuantumSignMessage, run: &Run) -> Result<Outcome<SignMessageStatus>> {
+    // Observe.
+    let spec = &obj.spec;
+    let name = spec.config_map_name.clone().unwrap_or_else(|| obj.name_any());
+    let previous = obj.status().cloned().unwrap_or_default();
+    let r = &spec.key_pair_ref;
+    let ns = run.ref_namespace(&namespace(obj)?, "spec.keyPairRef", r.namespace.as_deref())?;
+    let Some((public, key_fp)) =
+        signature_public_key(run, &ns, &r.name, Some(KeyPurpose::Signing), "spec.keyPairRef", "QuantumSignMessage")?
+    else {
+        let msg = format!("waiting for QuantumSignatureKeyPair {} to be Ready", r.name);
+        return Ok(Outcome::new(previous, State::pending("WaitingForKeyPair", msg)));
+    };
+    let Some(msg) = message(run, obj, spec.message.as_ref(), spec.message_ref.as_ref()).await? else {
+        return Ok(Outcome::new(previous, State::pending("WaitingForMessage", "waiting for spec.messageRef"))
+            .retry_after(std::time::Duration::from_secs(120)));
+    };
+    let context = context_bytes(spec.context.as_ref())?;
+    let alg = public.algorithm();
+    let config_map = found::<ConfigMap, _>(run, obj, &name)?;
+    config_map.refuse_foreign(obj, &name, "spec.configMapName")?;
+    let stored = config_map.ours().and_then(|c| config_map_data(c, "signature")).map(<[u8]>::to_vec);
+    // Plan: keep a stored signature that verifies for this key, message and context.
+    let keep = match stored.clone() {
+        None => false,
+        Some(sig) => {
+            let (key, msg, ctx) = (public.clone(), msg.bytes.clone(), context.clone());
+            run.crypto("verify", alg.name(), move || key.verify_bytes(&msg, &ctx, &sig).is_ok()).await?
+        }
+    };
+    // Apply.
+    let signature = match (keep, stored) {
+        (true, Some(sig)) => sig,
+        _ => {
+            let Some((pem, fp)) = private_key_pem(run, &run.stores.signature_key_pairs, &ns, &r.name) else {
+                let msg = format!("waiting for QuantumSignatureKeyPair {} to be Ready", r.name);
+                return Ok(Outcome::new(previous, State::pending("WaitingForKeyPair", msg)));
+            };
+            let message = msg.bytes;
+            let sig = run
+                .crypto("sign", alg.name(), move || -> Result<Vec<u8>> {
+                    let key = PrivateKey::from_pem(&pem)
+                        .and_then(PrivateKey::into_signature)
+                        .map_err(|e| Error::user("InvalidPrivateKey", format!("key pair private_key.pem: {e}")))?;
+                    let have = key
+                        .verifying_key()
+                        .and_then(|v| qubesec_core::Fingerprint::of_public_key(&PublicKey::from(v.clone())))
+                        .map_err(|e| Error::bug(e.to_string()))?;
+                    if have.to_string() != fp {
+                        return Err(Error::Stale("the key pair's Secret is being rewritten".into()));
+                    }
+                    Ok(key.sign(&message, &context).map_err(|e| Error::bug(format!("signing: {e}")))?.into_bytes())
+                })
+                .await??;
+            let (type_, reason, note) = if config_map.ours().is_none() && previous.output.fingerprint.is_some() {
                 (
                     EventType::Warning,
                     "ConfigMapRegenerated",
                     format!("output ConfigMap {name} was missing; signed again"),
                 )
             } else {
-                (EventType::Normal, "Signed", format!("signed message {} with {alg}", short(&msg_fp)))
+                (EventType::Normal, "Signed", format!("signed with {alg} key {}", short(&key_fp)))
             };
-            ctx.event(obj, type_, reason, note).await;
+            run.event(obj, type_, reason, note).await;
             sig
         }
     };
     let sig_fp = fingerprint(&signature);
-    let public = key.verifying_key().map_err(|e| Error::bug(e.to_string()))?.clone();
     let public_pem = PublicKey::from(public).to_spki_pem().map_err(|e| Error::bug(e.to_string()))?;
-    let created = obj.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
-    apply_config_map(
-        ctx,
-        obj,
-        &name,
-        BTreeMap::from([
+    let created = obj.metadata.creation_timestamp.as_ref().map_or_else(now, |t| t.0.to_string());
+    let cm = ConfigMapData {
+        data: BTreeMap::from([
             ("public_key.pem".to_owned(), public_pem),
-            ("metadata".to_owned(), metadata_json("QuantumSignMessage", alg.name(), &sig_fp, &created)),
+            ("metadata".to_owned(), OutputMetadata::new("QuantumSignMessage", alg.name(), &sig_fp, &created).to_json()),
         ]),
-        BTreeMap::from([("signature".to_owned(), signature)]),
-    )
-    .await?;
+        binary: BTreeMap::from([("signature".to_owned(), signature)]),
+    };
+    write::<ConfigMap, _>(run, obj, &name, "spec.configMapName", &config_map, &cm).await?;
     let status = SignMessageStatus {
-        algorithm: Some(alg.name().to_owned()),
-        short_fingerprint: Some(short(&sig_fp)),
-        fingerprint: Some(sig_fp),
-        message_fingerprint: Some(msg_fp),
+        output: OutputStatus::new(alg.name(), Some(sig_fp), None),
         key_fingerprint: Some(key_fp),
         signature_config_map: Some(name.clone()),
         ..SignMessageStatus::default()

@@ -1,33 +1,26 @@
 //! `QuantumVerifySignature`: verifies, and verifies again whenever an input changes.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use base64::Engine as _;
-use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
 use qubesec_core::x509::Certificate;
 use qubesec_core::{Fingerprint, PublicKey, VerifyingKey};
+use zeroize::Zeroizing;
 
-use super::sign::{data_ref_points_at, message};
-use super::{log_result, points_at, referrers};
-use crate::context::Context;
-use crate::crd::{
-    DataKind, QuantumCertificate, QuantumSignatureKeyPair, QuantumVerifySignature, VerifyKeySource, VerifyResult,
-    VerifySignatureStatus, is_ready,
-};
+use super::decapsulate::decode_base64;
+use super::keypair::signature_public_key;
+use super::sign::{context_bytes, data_refs, message};
+use crate::cache::{Run, Stores, Target};
+use crate::crd::{DataKind, QuantumVerifySignature, VerifyKeySource, VerifyResult, VerifySignatureStatus, is_ready};
 use crate::error::{Error, Result};
-use crate::outputs::{config_map_data, fingerprint, now, read_data_ref, secret_data, short};
-use crate::reconcile::{Outcome, State, error_policy, finish, fresh, managed, namespace};
+use crate::outputs::{Input, InputRef, Origin, fingerprint, now, read_input, secret_data, short};
+use crate::reconcile::{Managed, Outcome, Reconcile, State, managed, namespace};
 
-managed!(QuantumVerifySignature, "verifysignature");
+managed!(QuantumVerifySignature, "verifysignature", VerifySignatureStatus);
 
-/// `sha256:` over the length-prefixed concatenation of the inputs, so a change to any one re-verifies.
-fn digest_inputs(parts: &[&[u8]]) -> String {
+/// `sha256:` over the length-prefixed concatenation of the parts, so a change to any one shows.
+pub(crate) fn digest_inputs(parts: &[&[u8]]) -> String {
     let mut buf = Vec::new();
     for p in parts {
         buf.extend_from_slice(&(p.len() as u64).to_be_bytes());
@@ -36,80 +29,57 @@ fn digest_inputs(parts: &[&[u8]]) -> String {
     fingerprint(&buf)
 }
 
-pub(crate) fn controller(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
-    let c = Controller::new(ctx.watch_api::<QuantumVerifySignature>(), watcher::Config::default());
-    let (s1, s2, s3, s4) = (c.store(), c.store(), c.store(), c.store());
-    c.watches(ctx.watch_api::<QuantumSignatureKeyPair>(), watcher::Config::default(), move |kp| {
-        referrers(&s1, |v: &QuantumVerifySignature| {
-            let r = &v.spec.public_key_ref;
-            r.kind == VerifyKeySource::QuantumSignatureKeyPair && points_at(v, &r.name, r.namespace.as_deref(), &kp)
-        })
-    })
-    .watches(ctx.watch_api::<QuantumCertificate>(), watcher::Config::default(), move |cert| {
-        referrers(&s2, |v: &QuantumVerifySignature| {
-            let r = &v.spec.public_key_ref;
-            r.kind == VerifyKeySource::QuantumCertificate && points_at(v, &r.name, r.namespace.as_deref(), &cert)
-        })
-    })
-    .watches(ctx.watch_api::<ConfigMap>(), watcher::Config::default(), move |cm| {
-        referrers(&s3, |v: &QuantumVerifySignature| {
-            let r = &v.spec.public_key_ref;
-            (r.kind != VerifyKeySource::QuantumCertificate && points_at(v, &r.name, r.namespace.as_deref(), &cm))
-                || data_ref_points_at(
-                    v,
-                    &[v.spec.message_ref.as_ref(), v.spec.signature_ref.as_ref()],
-                    DataKind::ConfigMap,
-                    &cm,
-                )
-        })
-    })
-    .watches(ctx.watch_api::<Secret>(), watcher::Config::default(), move |s| {
-        referrers(&s4, |v: &QuantumVerifySignature| {
-            data_ref_points_at(v, &[v.spec.message_ref.as_ref(), v.spec.signature_ref.as_ref()], DataKind::Secret, &s)
-        })
-    })
-    .run(reconcile, error_policy::<QuantumVerifySignature>, ctx)
-    .for_each(log_result)
-    .boxed()
-}
+impl Reconcile for QuantumVerifySignature {
+    fn references(&self) -> Vec<Target> {
+        let own = self.namespace().unwrap_or_default();
+        let r = &self.spec.public_key_ref;
+        let kind = match r.kind {
+            VerifyKeySource::QuantumSignatureKeyPair => "QuantumSignatureKeyPair",
+            VerifyKeySource::ConfigMap => "ConfigMap",
+            VerifyKeySource::QuantumCertificate => "QuantumCertificate",
+        };
+        let mut refs = vec![(kind, r.namespace.clone().unwrap_or_else(|| own.clone()), r.name.clone())];
+        refs.extend(data_refs(&own, &[self.spec.message_ref.as_ref(), self.spec.signature_ref.as_ref()]));
+        refs
+    }
 
-async fn reconcile(obj: Arc<QuantumVerifySignature>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let Some(obj) = fresh(&*obj, &ctx).await? else { return Ok(Action::await_change()) };
-    let result = reconcile_inner(&obj, &ctx).await;
-    finish(&*obj, &ctx, started, result).await
+    fn store(stores: &Stores) -> &Store<Self> {
+        &stores.verify_signatures
+    }
+
+    fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> impl Future<Output = Result<Outcome<VerifySignatureStatus>>> + Send {
+        async move { reconcile_inner(&obj, &run).await }
+    }
 }
 
 /// The verifying key; `Ok(None)` while the referenced object is not Ready or missing.
-async fn verifying_key(obj: &QuantumVerifySignature, ctx: &Context) -> Result<Option<VerifyingKey>> {
+async fn verifying_key(obj: &QuantumVerifySignature, run: &Run) -> Result<Option<VerifyingKey>> {
     let r = &obj.spec.public_key_ref;
-    let ns = ctx.ref_namespace(&namespace(obj)?, "spec.publicKeyRef", r.namespace.as_deref())?;
+    let ns = run.ref_namespace(&namespace(obj)?, "spec.publicKeyRef", r.namespace.as_deref())?;
     let pem: Vec<u8> = match r.kind {
         VerifyKeySource::QuantumSignatureKeyPair => {
-            let Some(kp) = ctx.api::<QuantumSignatureKeyPair>(&ns).get_opt(&r.name).await? else { return Ok(None) };
-            if !is_ready(kp.status.as_ref().map(|s| &s.common), kp.metadata.generation) {
-                return Ok(None);
-            }
-            let cm_name =
-                kp.status.as_ref().and_then(|s| s.public_key_config_map.clone()).unwrap_or_else(|| kp.name_any());
-            let Some(cm) = ctx.api::<ConfigMap>(&ns).get_opt(&cm_name).await? else { return Ok(None) };
-            let Some(pem) = config_map_data(&cm, "public_key.pem") else { return Ok(None) };
-            pem.to_vec()
+            // Verifying needs no purpose: a CA key's public key checks signatures too.
+            return Ok(
+                signature_public_key(run, &ns, &r.name, None, "spec.publicKeyRef", "verification")?.map(|(k, _)| k)
+            );
         }
         VerifyKeySource::ConfigMap => {
             let key = r.key.as_deref().unwrap_or("public_key.pem");
-            let Some(cm) = ctx.api::<ConfigMap>(&ns).get_opt(&r.name).await? else { return Ok(None) };
-            let Some(pem) = config_map_data(&cm, key) else { return Ok(None) };
-            pem.to_vec()
+            let at =
+                InputRef { field: "spec.publicKeyRef", kind: DataKind::ConfigMap, namespace: &ns, name: &r.name, key };
+            let Some(input) = read_input(run, &at).await? else { return Ok(None) };
+            input.bytes.to_vec()
         }
         VerifyKeySource::QuantumCertificate => {
-            let Some(cert) = ctx.api::<QuantumCertificate>(&ns).get_opt(&r.name).await? else { return Ok(None) };
-            if !is_ready(cert.status.as_ref().map(|s| &s.common), cert.metadata.generation) {
+            let Some(cert) = run.stores.certificates.get(&ObjectRef::new(&r.name).within(&ns)) else { return Ok(None) };
+            if !is_ready(cert.common_status(), cert.metadata.generation) {
                 return Ok(None);
             }
             let secret_name =
-                cert.status.as_ref().and_then(|s| s.secret_name.clone()).unwrap_or_else(|| cert.name_any());
-            let Some(secret) = ctx.api::<Secret>(&ns).get_opt(&secret_name).await? else { return Ok(None) };
+                cert.status().and_then(|s| s.output.secret_name.clone()).unwrap_or_else(|| cert.name_any());
+            let Some(secret) = run.stores.secrets.get(&ObjectRef::new(&secret_name).within(&ns)) else {
+                return Ok(None);
+            };
             let Some(pem) = secret_data(&secret, "tls.crt") else { return Ok(None) };
             let cert = Certificate::from_pem(pem)
                 .map_err(|e| Error::user("InvalidCertificate", format!("Secret {secret_name}: tls.crt: {e}")))?;
@@ -124,48 +94,61 @@ async fn verifying_key(obj: &QuantumVerifySignature, ctx: &Context) -> Result<Op
         .map_err(|e| Error::user("InvalidPublicKey", format!("spec.publicKeyRef: not a signature key: {e}")))
 }
 
-async fn signature(obj: &QuantumVerifySignature, ctx: &Context) -> Result<Option<Vec<u8>>> {
+/// The signature: inline base64, or the referenced key; `Ok(None)` while missing.
+async fn signature(obj: &QuantumVerifySignature, run: &Run) -> Result<Option<Input>> {
     match (&obj.spec.signature, &obj.spec.signature_ref) {
-        (Some(b64), None) => base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map(Some)
-            .map_err(|e| Error::user("InvalidSpec", format!("spec.signature is not valid base64: {e}"))),
-        (None, Some(r)) => read_data_ref(ctx, obj, "spec.signatureRef", r, "signature").await,
+        (Some(b64), None) => {
+            Ok(Some(Input { bytes: Zeroizing::new(decode_base64("spec.signature", b64)?), origin: Origin::ConfigMap }))
+        }
+        (None, Some(r)) => {
+            let ns = run.ref_namespace(&namespace(obj)?, "spec.signatureRef", r.namespace.as_deref())?;
+            let key = r.key.as_deref().unwrap_or("signature");
+            read_input(run, &InputRef { field: "spec.signatureRef", kind: r.kind, namespace: &ns, name: &r.name, key })
+                .await
+        }
         _ => Err(Error::user("InvalidSpec", "exactly one of spec.signature or spec.signatureRef must be set")),
     }
 }
 
-pub(crate) async fn reconcile_inner(
-    obj: &QuantumVerifySignature,
-    ctx: &Context,
-) -> Result<Outcome<VerifySignatureStatus>> {
+/// `verifiedAt`: kept while the inputs and the answer stay the same, else now (pure).
+pub(crate) fn verified_at(previous: &VerifySignatureStatus, inputs: &str, valid: bool, now: String) -> String {
+    match (&previous.inputs_fingerprint, &previous.verified_at) {
+        (Some(i), Some(t)) if i == inputs && previous.valid == Some(valid) => t.clone(),
+        _ => now,
+    }
+}
+
+pub(crate) async fn reconcile_inner(obj: &QuantumVerifySignature, run: &Run) -> Result<Outcome<VerifySignatureStatus>> {
+    // Observe.
     let spec = &obj.spec;
-    let previous = obj.status.clone().unwrap_or_default();
-    let Some(key) = verifying_key(obj, ctx).await? else {
+    let previous = obj.status().cloned().unwrap_or_default();
+    let waiting = |reason, msg: &str| {
+        Ok(Outcome::new(previous.clone(), State::pending(reason, msg)).retry_after(std::time::Duration::from_secs(120)))
+    };
+    let Some(key) = verifying_key(obj, run).await? else {
         let msg = format!("waiting for {} {} to be Ready", spec.public_key_ref.kind, spec.public_key_ref.name);
-        return Ok(Outcome::new(previous, State::pending("WaitingForPublicKey", msg)));
+        return waiting("WaitingForPublicKey", &msg);
     };
-    let Some(msg) = message(ctx, obj, spec.message.as_ref(), spec.message_ref.as_ref()).await? else {
-        return Ok(Outcome::new(previous, State::pending("WaitingForMessage", "waiting for spec.messageRef")));
+    let Some(msg) = message(run, obj, spec.message.as_ref(), spec.message_ref.as_ref()).await? else {
+        return waiting("WaitingForMessage", "waiting for spec.messageRef");
     };
-    let Some(sig) = signature(obj, ctx).await? else {
-        return Ok(Outcome::new(previous, State::pending("WaitingForSignature", "waiting for spec.signatureRef")));
+    let Some(sig) = signature(obj, run).await? else {
+        return waiting("WaitingForSignature", "waiting for spec.signatureRef");
     };
-    let context = spec.context.as_deref().unwrap_or_default().as_bytes();
+    let context = context_bytes(spec.context.as_ref())?;
     let key_fp =
         Fingerprint::of_public_key(&PublicKey::from(key.clone())).map_err(|e| Error::bug(e.to_string()))?.to_string();
-    let inputs = digest_inputs(&[key_fp.as_bytes(), &msg, &sig, context]);
-    let valid = ctx.metrics.crypto("verify", key.algorithm().name(), || key.verify_bytes(&msg, context, &sig)).is_ok();
-    let verified_at = match (&previous.inputs_fingerprint, &previous.verified_at) {
-        (Some(i), Some(t)) if *i == inputs && previous.valid == Some(valid) => t.clone(),
-        _ => now(),
-    };
+    let inputs = digest_inputs(&[key_fp.as_bytes(), &msg.identity(), &sig.identity(), &context]);
+    let alg = key.algorithm();
+    // Plan and apply: the verification itself.
+    let (m, s) = (msg.bytes, sig.bytes);
+    let valid = run.crypto("verify", alg.name(), move || key.verify_bytes(&m, &context, &s).is_ok()).await?;
     let result = if valid { VerifyResult::Valid } else { VerifyResult::Invalid };
     let status = VerifySignatureStatus {
-        algorithm: Some(key.algorithm().name().to_owned()),
+        algorithm: Some(alg.name().to_owned()),
         valid: Some(valid),
         result: Some(result),
-        verified_at: Some(verified_at),
+        verified_at: Some(verified_at(&previous, &inputs, valid, now())),
         short_fingerprint: Some(short(&key_fp)),
         key_fingerprint: Some(key_fp),
         inputs_fingerprint: Some(inputs),
@@ -177,4 +160,39 @@ pub(crate) async fn reconcile_inner(
         State::done_not_ready("Invalid", "the signature does not verify for this key, message and context")
     };
     Ok(Outcome::new(status, state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_inputs_enter_the_digest_by_version_never_by_value() {
+        let secret = |v: &str, bytes: &[u8]| Input {
+            bytes: Zeroizing::new(bytes.to_vec()),
+            origin: Origin::UserSecret { version: v.into() },
+        };
+        // The same guessable value in two Secret versions: the digest follows the version only.
+        assert_eq!(secret("u/1", b"yes").identity(), secret("u/1", b"no").identity());
+        assert_ne!(secret("u/1", b"yes").identity(), secret("u/2", b"yes").identity());
+        assert!(!String::from_utf8_lossy(&secret("u/1", b"yes").identity()).contains("yes"));
+        let public = Input { bytes: Zeroizing::new(b"hello".to_vec()), origin: Origin::ConfigMap };
+        assert_eq!(public.identity(), b"hello");
+        let a = digest_inputs(&[b"k", b"m", b"s", b""]);
+        assert_ne!(a, digest_inputs(&[b"k", b"m", b"s", b"c"]));
+        assert_ne!(digest_inputs(&[b"km", b""]), digest_inputs(&[b"k", b"m"]), "length-prefixed");
+    }
+
+    #[test]
+    fn verified_at_moves_only_with_inputs_or_answer() {
+        let previous = VerifySignatureStatus {
+            inputs_fingerprint: Some("sha256:i".into()),
+            verified_at: Some("then".into()),
+            valid: Some(true),
+            ..VerifySignatureStatus::default()
+        };
+        assert_eq!(verified_at(&previous, "sha256:i", true, "now".into()), "then");
+        assert_eq!(verified_at(&previous, "sha256:j", true, "now".into()), "now");
+        assert_eq!(verified_at(&previous, "sha256:i", false, "now".into()), "now");
+    }
 }

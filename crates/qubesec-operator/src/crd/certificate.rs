@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, ResourceRef, Revision, RotationSchedule, string_enum};
+use super::common::{CommonStatus, OutputStatus, ResourceRef, Revision, RotationSchedule, string_enum};
 use super::keys::SignatureAlgorithmName;
 
 string_enum! {
@@ -61,6 +61,26 @@ string_enum! {
     }
 }
 
+/// A DNS name, as the certificate builder accepts it (checked again at issuance).
+pub const DNS_NAME_PATTERN: &str =
+    r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$";
+
+fn dns_names_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "maxItems": 100,
+        "items": { "type": "string", "maxLength": 254, "pattern": DNS_NAME_PATTERN },
+    })
+}
+
+fn ip_addresses_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "maxItems": 100,
+        "items": { "type": "string", "maxLength": 45 },
+    })
+}
+
 fn default_duration() -> String {
     "2160h".to_owned()
 }
@@ -76,9 +96,10 @@ pub struct CertificateStatus {
     /// Conditions, generation, phase and error.
     #[serde(flatten)]
     pub common: CommonStatus,
-    /// The key's signature algorithm.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub algorithm: Option<String>,
+    /// The key's signature algorithm, the subject public key's fingerprint (SPKI) and the
+    /// `kubernetes.io/tls` Secret.
+    #[serde(flatten)]
+    pub output: OutputStatus,
     /// notBefore (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<String>,
@@ -91,12 +112,6 @@ pub struct CertificateStatus {
     /// The serial number, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
-    /// `sha256:<hex>` over the subject public key (SPKI).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
-    /// The first 10 hex characters of the fingerprint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub short_fingerprint: Option<String>,
     /// `sha256:<hex>` over the certificate's DER.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_fingerprint: Option<String>,
@@ -106,9 +121,6 @@ pub struct CertificateStatus {
     /// A digest of the spec fields the certificate was issued from; a change re-issues.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_digest: Option<String>,
-    /// The `kubernetes.io/tls` Secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_name: Option<String>,
     /// The current certificate's revision: 1 for the first, one more per re-issue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u32>,
@@ -140,19 +152,23 @@ pub struct CertificateStatus {
 #[x_kube(validation = kube::core::Rule::new("!(has(self.keyPairRef) && has(self.privateKey))").message("at most one of spec.keyPairRef or spec.privateKey may be set"))]
 #[x_kube(validation = kube::core::Rule::new("has(self.subject) || has(self.dnsNames) || has(self.ipAddresses) || has(self.uris) || has(self.emailAddresses)").message("spec.subject or at least one subject alternative name is required"))]
 #[x_kube(validation = kube::core::Rule::new("!has(self.pathLen) || self.isCA").message("spec.pathLen needs spec.isCA"))]
+#[x_kube(validation = kube::core::Rule::new("duration(self.renewBefore) < duration(self.duration)").message("spec.renewBefore must be shorter than spec.duration").field_path(".renewBefore"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.secretName) == has(oldSelf.secretName)").message("spec.secretName is immutable: it cannot be added or removed once the certificate exists").field_path(".secretName"))]
 #[serde(rename_all = "camelCase")]
 pub struct QuantumCertificateSpec {
     /// Subject distinguished name (RFC 4514), e.g. `CN=api.example.com,O=Example`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]
     pub subject: Option<String>,
-    /// DNS subject alternative names.
+    /// DNS subject alternative names: letters, digits and `-` in dot-separated labels of at most
+    /// 63 characters (punycode for IDNs), optionally `*.` first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100))]
+    #[schemars(schema_with = "dns_names_schema")]
     pub dns_names: Vec<String>,
-    /// IP address subject alternative names.
+    /// IP address subject alternative names (IPv4 or IPv6).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100))]
+    #[schemars(schema_with = "ip_addresses_schema")]
+    #[x_kube(validation = kube::core::Rule::new("self.all(ip, isIP(ip))").message("spec.ipAddresses must be IPv4 or IPv6 addresses"))]
     pub ip_addresses: Vec<String>,
     /// URI subject alternative names (e.g. SPIFFE IDs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -170,8 +186,10 @@ pub struct QuantumCertificateSpec {
     #[serde(default = "default_renew_before")]
     #[schemars(regex(pattern = r"^([0-9]{1,7}(h|m|s))+$"), length(max = 32))]
     pub renew_before: String,
-    /// Whether this is a CA certificate that may issue others.
+    /// Whether this is a CA certificate that may issue others. Immutable: a key that signed
+    /// as an end entity never becomes a CA key, and back.
     #[serde(default, rename = "isCA")]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.isCA is immutable: create a new QuantumCertificate for another role"))]
     pub is_ca: bool,
     /// The CA's path length constraint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,7 +199,9 @@ pub struct QuantumCertificateSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub usages: Vec<Usage>,
-    /// Use the key of this `QuantumSignatureKeyPair` instead of generating one.
+    /// Use the key of this `QuantumSignatureKeyPair` instead of generating one: a CA certificate
+    /// needs a key pair with `purpose: CertificateAuthority`, any other certificate one with
+    /// `purpose: Signing`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_pair_ref: Option<ResourceRef>,
     /// The generated key (used when `keyPairRef` is absent; ML-DSA-65 by default).

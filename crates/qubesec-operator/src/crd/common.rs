@@ -1,5 +1,6 @@
 //! Types shared by the nine resources: status, conditions, references and enums.
 
+use kube::KubeSchema;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +107,40 @@ impl CommonStatus {
     }
 }
 
+/// The output part of a status every kind shares: what made it, its fingerprint, where it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputStatus {
+    /// The canonical algorithm name (e.g. `ML-KEM-768`, `ML-DSA-65`, `HKDF-SHA-256/AES-256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// `sha256:<hex>` over the output: the public key (SPKI) of key pairs and certificates, the
+    /// signature of a signature, otherwise the secret itself, but only when the operator made it
+    /// with at least 128 bits of entropy (shared secrets, random numbers, keys derived from those):
+    /// never over a value read from a user's Secret, which may be guessable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The first 10 hex characters of the fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_fingerprint: Option<String>,
+    /// The output Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+}
+
+impl OutputStatus {
+    /// The output part for `algorithm`, `fingerprint` (with its short form) and `secret_name`.
+    pub fn new(algorithm: impl Into<String>, fingerprint: Option<String>, secret_name: Option<String>) -> Self {
+        let short_fingerprint = fingerprint.as_deref().map(short_fingerprint);
+        Self { algorithm: Some(algorithm.into()), fingerprint, short_fingerprint, secret_name }
+    }
+}
+
+/// The short form of a `sha256:<hex>` fingerprint: the first 10 hex characters.
+pub fn short_fingerprint(fp: &str) -> String {
+    fp.trim_start_matches("sha256:").chars().take(10).collect()
+}
+
 /// True when `status` reports `Ready=True` for the object's current generation.
 pub fn is_ready(status: Option<&CommonStatus>, generation: Option<i64>) -> bool {
     status.and_then(|s| s.ready()).is_some_and(|c| c.status == "True" && c.observed_generation == generation)
@@ -157,9 +192,15 @@ pub struct DataRef {
     pub key: Option<String>,
 }
 
-/// Schema of a base64 string (`format: byte`, which the apiserver checks), at most `max` characters.
+/// Standard (padded) base64, as a regular expression the apiserver checks at admission.
+pub const BASE64_PATTERN: &str = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$";
+
+/// Schema of a base64 string, at most `max` characters. Not `format: byte`: once a CEL rule
+/// looks at the object around it, the apiserver (kube-openapi, at least through v1.37) decodes
+/// such a field as URL-safe base64 and refuses every standard value with `+` or `/` in it; a
+/// pattern checks the standard alphabet without that trap (docs/decisions.md).
 pub(crate) fn base64_schema(max: u32) -> Schema {
-    json_schema!({ "type": "string", "format": "byte", "maxLength": max })
+    json_schema!({ "type": "string", "pattern": BASE64_PATTERN, "maxLength": max })
 }
 
 /// Schema for inline ciphertexts (base64, ML-KEM-1024's 1568 bytes fit).
@@ -184,11 +225,12 @@ pub(crate) fn signature_schema(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// A rotation schedule: replace the key (or re-issue the certificate) this long after it was made.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RotationSchedule {
-    /// The key's lifetime, Go duration syntax (`720h`, `90m`, `1h30m`; at least 10s).
+    /// The key's lifetime, Go duration syntax (`720h`, `90m`, `1h30m`; 10s to 876000h).
     #[schemars(regex(pattern = r"^([0-9]{1,7}(h|m|s))+$"), length(max = 32))]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('10s') && duration(self) <= duration('876000h')").message("spec.rotation.every must be between 10s and 876000h (100 years)"))]
     pub every: String,
 }
 

@@ -7,7 +7,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, DataRef, ResourceRef, ciphertext_schema, kdf_bytes_schema, string_enum};
+use super::common::{
+    CommonStatus, DataRef, OutputStatus, ResourceRef, ciphertext_schema, kdf_bytes_schema, string_enum,
+};
 
 string_enum! {
     /// Where an encapsulator finds the public key.
@@ -48,24 +50,16 @@ pub struct EncapsulateStatus {
     /// Conditions, generation, phase and error.
     #[serde(flatten)]
     pub common: CommonStatus,
-    /// The KEM of the public key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub algorithm: Option<String>,
+    /// The KEM, the shared secret's fingerprint (equals the decapsulator's) and the Secret with
+    /// `shared_secret` and `ciphertext`.
+    #[serde(flatten)]
+    pub output: OutputStatus,
     /// Fingerprint of the public key encapsulated to; a new key means a new encapsulation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key_fingerprint: Option<String>,
-    /// `sha256:<hex>` over the shared secret (equals the decapsulator's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
-    /// The first 10 hex characters of the fingerprint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub short_fingerprint: Option<String>,
     /// `sha256:<hex>` over the ciphertext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ciphertext_fingerprint: Option<String>,
-    /// The Secret with `shared_secret` and `ciphertext`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_name: Option<String>,
     /// The ConfigMap publishing the ciphertext for the peer (binaryData key `ciphertext`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ciphertext_config_map: Option<String>,
@@ -90,6 +84,7 @@ pub struct EncapsulateStatus {
     printcolumn(name = "Fingerprint", type_ = "string", json_path = ".status.shortFingerprint"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
+#[x_kube(validation = kube::core::Rule::new("has(self.secretName) == has(oldSelf.secretName)").message("spec.secretName is immutable: it cannot be added or removed once the resource exists").field_path(".secretName"))]
 #[serde(rename_all = "camelCase")]
 pub struct QuantumEncapsulateSecretSpec {
     /// The recipient's public key.
@@ -108,21 +103,16 @@ pub struct DecapsulateStatus {
     /// Conditions, generation, phase and error.
     #[serde(flatten)]
     pub common: CommonStatus,
-    /// The KEM of the key pair.
+    /// The KEM, the recovered shared secret's fingerprint (equals the encapsulator's) and the
+    /// Secret with `shared_secret`.
+    #[serde(flatten)]
+    pub output: OutputStatus,
+    /// Fingerprint of the key pair's public key that decapsulated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub algorithm: Option<String>,
-    /// `sha256:<hex>` over the recovered shared secret (equals the encapsulator's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
-    /// The first 10 hex characters of the fingerprint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub short_fingerprint: Option<String>,
+    pub public_key_fingerprint: Option<String>,
     /// `sha256:<hex>` over the ciphertext that was decapsulated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ciphertext_fingerprint: Option<String>,
-    /// The Secret with `shared_secret`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_name: Option<String>,
 }
 
 /// Recovers the shared secret from a ciphertext with a `QuantumKEMKeyPair`'s private key.
@@ -144,6 +134,7 @@ pub struct DecapsulateStatus {
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = kube::core::Rule::new("has(self.ciphertext) != has(self.ciphertextRef)").message("exactly one of spec.ciphertext or spec.ciphertextRef must be set"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.secretName) == has(oldSelf.secretName)").message("spec.secretName is immutable: it cannot be added or removed once the resource exists").field_path(".secretName"))]
 #[serde(rename_all = "camelCase")]
 pub struct QuantumDecapsulateSecretSpec {
     /// The `QuantumKEMKeyPair` whose private key decapsulates.
@@ -247,24 +238,17 @@ pub struct DerivedKeyStatus {
     /// Conditions, generation, phase and error.
     #[serde(flatten)]
     pub common: CommonStatus,
-    /// `HKDF-<hash>/<keyType>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub algorithm: Option<String>,
+    /// `HKDF-<hash>/<keyType>`, the derived key's fingerprint (only when its input is a secret
+    /// the operator made: a shared secret or random bytes) and the Secret with `key`.
+    #[serde(flatten)]
+    pub output: OutputStatus,
     /// Output length in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<u32>,
-    /// `sha256:<hex>` over the derived key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
-    /// The first 10 hex characters of the fingerprint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub short_fingerprint: Option<String>,
-    /// `sha256:<hex>` over the input keying material it was derived from.
+    /// The fingerprint of the input keying material, only when the operator made it (it equals
+    /// the encapsulation's, decapsulation's or random number's fingerprint); absent for a user's Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_fingerprint: Option<String>,
-    /// The Secret with `key`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_name: Option<String>,
 }
 
 /// Derives a symmetric key from a shared secret with HKDF (RFC 5869); follows the shared secret when it changes.
@@ -288,6 +272,8 @@ pub struct DerivedKeyStatus {
 #[x_kube(validation = kube::core::Rule::new("self.keyType == 'Raw' ? has(self.length) : !has(self.length)").message("spec.length is required when spec.keyType is Raw, and not allowed otherwise"))]
 #[x_kube(validation = kube::core::Rule::new("!(has(self.salt) && has(self.saltBase64))").message("at most one of spec.salt and spec.saltBase64 may be set"))]
 #[x_kube(validation = kube::core::Rule::new("!(has(self.info) && has(self.infoBase64))").message("at most one of spec.info and spec.infoBase64 may be set"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.length) || self.length <= 255 * (self.hash == 'SHA-384' ? 48 : (self.hash == 'SHA-512' || self.hash == 'SHA3-512') ? 64 : 32)").message("spec.length exceeds HKDF's limit of 255 hash lengths for spec.hash (8160 bytes for SHA-256 and SHA3-256, 12240 for SHA-384, 16320 for SHA-512 and SHA3-512)").field_path(".length"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.secretName) == has(oldSelf.secretName)").message("spec.secretName is immutable: it cannot be added or removed once the resource exists").field_path(".secretName"))]
 #[serde(rename_all = "camelCase")]
 pub struct QuantumDerivedKeySpec {
     /// The Secret key holding the input keying material (key `shared_secret` by default).
@@ -315,9 +301,10 @@ pub struct QuantumDerivedKeySpec {
     /// AES-256 (default), AES-128, ChaCha20-Poly1305, HMAC-SHA256, or Raw with `length`.
     #[serde(default)]
     pub key_type: KeyType,
-    /// Output length in bytes for `keyType: Raw` (1 to 255 hash lengths; at most 8160 for SHA-512).
+    /// Output length in bytes for `keyType: Raw`: at least 16, at most 255 hash lengths (RFC 5869):
+    /// 8160 for SHA-256 and SHA3-256, 12240 for SHA-384, 16320 for SHA-512 and SHA3-512.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 8160))]
+    #[schemars(range(min = 16, max = 16320))]
     pub length: Option<u32>,
     /// Name of the output Secret; defaults to the resource name. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,7 @@ use qubesec_core::{DeprecatedAlias, KemAlgorithm, SignatureAlgorithm};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, Revision, RotationSchedule, string_enum};
+use super::common::{CommonStatus, OutputStatus, Revision, RotationSchedule, string_enum};
 
 string_enum! {
     /// ML-KEM parameter sets (FIPS 203) and X-Wing; `Kyber*` are legacy spellings, accepted with a warning.
@@ -96,6 +96,18 @@ impl SignatureAlgorithmName {
     }
 }
 
+string_enum! {
+    /// What a signature key pair may sign.
+    #[derive(Default)]
+    KeyPurpose {
+        /// Messages (`QuantumSignMessage`) and end-entity certificates (the default).
+        #[default]
+        Signing = "Signing",
+        /// CA certificates (`QuantumCertificate` with `isCA: true`) and nothing else.
+        CertificateAuthority = "CertificateAuthority",
+    }
+}
+
 /// Status of a key pair.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -103,18 +115,9 @@ pub struct KeyPairStatus {
     /// Conditions, generation, phase and error.
     #[serde(flatten)]
     pub common: CommonStatus,
-    /// The canonical algorithm name of the generated key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub algorithm: Option<String>,
-    /// `sha256:<hex>` over the DER SubjectPublicKeyInfo.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
-    /// The first 10 hex characters of the fingerprint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub short_fingerprint: Option<String>,
-    /// The Secret holding both keys.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_name: Option<String>,
+    /// The algorithm, the public key's fingerprint (SPKI) and the Secret holding both keys.
+    #[serde(flatten)]
+    pub output: OutputStatus,
     /// The ConfigMap publishing the public key (readable without Secret access); its
     /// `public_key_history.pem` holds the retired public keys listed in `history`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,6 +155,7 @@ pub struct KeyPairStatus {
     printcolumn(name = "Fingerprint", type_ = "string", json_path = ".status.shortFingerprint"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
+#[x_kube(validation = kube::core::Rule::new("has(self.secretName) == has(oldSelf.secretName)").message("spec.secretName is immutable: it cannot be added or removed once the key pair exists").field_path(".secretName"))]
 #[serde(rename_all = "camelCase")]
 pub struct QuantumKEMKeyPairSpec {
     /// The KEM: ML-KEM-512, ML-KEM-768 (default), ML-KEM-1024 or X-Wing. Immutable.
@@ -192,12 +196,19 @@ pub struct QuantumKEMKeyPairSpec {
     printcolumn(name = "Fingerprint", type_ = "string", json_path = ".status.shortFingerprint"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
+#[x_kube(validation = kube::core::Rule::new("has(self.secretName) == has(oldSelf.secretName)").message("spec.secretName is immutable: it cannot be added or removed once the key pair exists").field_path(".secretName"))]
 #[serde(rename_all = "camelCase")]
 pub struct QuantumSignatureKeyPairSpec {
     /// The signature algorithm: ML-DSA-44/65 (default)/87 or an SLH-DSA set. Immutable.
     #[serde(default)]
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.algorithm is immutable: create a new key pair instead"))]
     pub algorithm: SignatureAlgorithmName,
+    /// What the key signs: `Signing` (default: messages through `QuantumSignMessage`, and
+    /// end-entity certificates) or `CertificateAuthority` (CA certificates only, never anything a
+    /// tenant chooses). Immutable: a key that signed messages never becomes a CA key.
+    #[serde(default)]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.purpose is immutable: a key that signed messages never becomes a CA key, and back; create a new key pair"))]
+    pub purpose: KeyPurpose,
     /// Name of the output Secret (and public-key ConfigMap); defaults to the resource name. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
@@ -217,6 +228,10 @@ fn default_bytes() -> u32 {
     32
 }
 
+/// The fewest random bytes a `QuantumRandomNumber` makes: 128 bits, so its fingerprint in status
+/// cannot be inverted by trying every value.
+pub const MIN_RANDOM_BYTES: u32 = 16;
+
 /// Status of a random number.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -224,18 +239,12 @@ pub struct RandomNumberStatus {
     /// Conditions, generation, phase and error.
     #[serde(flatten)]
     pub common: CommonStatus,
+    /// The source (`os-csprng`), the fingerprint of the random bytes and the Secret.
+    #[serde(flatten)]
+    pub output: OutputStatus,
     /// Number of random bytes in the Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u32>,
-    /// `sha256:<hex>` over the random bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
-    /// The first 10 hex characters of the fingerprint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub short_fingerprint: Option<String>,
-    /// The output Secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_name: Option<String>,
 }
 
 /// Random bytes from the operating system's CSPRNG, generated once, in a Secret (key `random`).
@@ -256,11 +265,12 @@ pub struct RandomNumberStatus {
     printcolumn(name = "Fingerprint", type_ = "string", json_path = ".status.shortFingerprint"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
+#[x_kube(validation = kube::core::Rule::new("has(self.secretName) == has(oldSelf.secretName)").message("spec.secretName is immutable: it cannot be added or removed once the resource exists").field_path(".secretName"))]
 #[serde(rename_all = "camelCase")]
 pub struct QuantumRandomNumberSpec {
-    /// How many random bytes (1 to 65536, default 32). Immutable.
+    /// How many random bytes (16 to 65536, default 32). Immutable.
     #[serde(default = "default_bytes")]
-    #[schemars(range(min = 1, max = 65536))]
+    #[schemars(range(min = 16, max = 65536))]
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.bytes is immutable"))]
     pub bytes: u32,
     /// Name of the output Secret; defaults to the resource name. Immutable.

@@ -1,13 +1,15 @@
 //! The nine custom resources of group `qubesec.io/v1`, and their CRD manifests.
 //!
 //! Every type derives its OpenAPI schema; validation the apiserver runs at
-//! admission lives here too (enums, bounds, `format: byte`, CEL rules for
-//! alternatives and immutable fields), so a bad manifest never reaches a controller.
+//! admission lives here too (enums, bounds, base64 patterns, CEL rules for
+//! alternatives, cross-field limits and immutable fields), so a bad manifest never
+//! reaches a controller.
 
 // kube's `KubeSchema` derive emits a hidden copy of each spec struct inside a
 // private module; rustc reports that copy as an unreachable `pub` item.
 #[allow(unreachable_pub)]
 mod certificate;
+#[allow(unreachable_pub)]
 mod common;
 #[allow(unreachable_pub)]
 mod exchange;
@@ -17,11 +19,12 @@ mod keys;
 mod signing;
 
 pub use certificate::{
-    CertificateStatus, PrivateKeySpec, QuantumCertificate, QuantumCertificateSpec, RotationPolicy, Usage,
+    CertificateStatus, DNS_NAME_PATTERN, PrivateKeySpec, QuantumCertificate, QuantumCertificateSpec, RotationPolicy,
+    Usage,
 };
 pub use common::{
-    CommonStatus, Condition, DEFAULT_REVISION_HISTORY_LIMIT, DataKind, DataRef, Phase, ResourceRef, Revision,
-    RotationSchedule, is_ready, push_revision,
+    BASE64_PATTERN, CommonStatus, Condition, DEFAULT_REVISION_HISTORY_LIMIT, DataKind, DataRef, OutputStatus, Phase,
+    ResourceRef, Revision, RotationSchedule, is_ready, push_revision, short_fingerprint,
 };
 pub use exchange::{
     DecapsulateStatus, DerivedKeyStatus, EncapsulateStatus, KdfHash, KeyType, PublicKeyRef, PublicKeySource,
@@ -29,9 +32,9 @@ pub use exchange::{
     QuantumEncapsulateSecret, QuantumEncapsulateSecretSpec, SecretKeyRef,
 };
 pub use keys::{
-    KemAlgorithmName, KeyPairStatus, QuantumKEMKeyPair, QuantumKEMKeyPairSpec, QuantumRandomNumber,
-    QuantumRandomNumberSpec, QuantumSignatureKeyPair, QuantumSignatureKeyPairSpec, RandomNumberStatus,
-    SignatureAlgorithmName,
+    KemAlgorithmName, KeyPairStatus, KeyPurpose, MIN_RANDOM_BYTES, QuantumKEMKeyPair, QuantumKEMKeyPairSpec,
+    QuantumRandomNumber, QuantumRandomNumberSpec, QuantumSignatureKeyPair, QuantumSignatureKeyPairSpec,
+    RandomNumberStatus, SignatureAlgorithmName,
 };
 pub use signing::{
     QuantumSignMessage, QuantumSignMessageSpec, QuantumVerifySignature, QuantumVerifySignatureSpec, SignMessageStatus,

@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, DataRef, ResourceRef, signature_schema, string_enum};
+use super::common::{CommonStatus, DataRef, OutputStatus, ResourceRef, signature_schema, string_enum};
 
 /// Status of a signature.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -16,18 +16,9 @@ pub struct SignMessageStatus {
     /// Conditions, generation, phase and error.
     #[serde(flatten)]
     pub common: CommonStatus,
-    /// The signature algorithm.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub algorithm: Option<String>,
-    /// `sha256:<hex>` over the signature.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
-    /// The first 10 hex characters of the fingerprint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub short_fingerprint: Option<String>,
-    /// `sha256:<hex>` over the signed message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message_fingerprint: Option<String>,
+    /// The signature algorithm and the signature's fingerprint (no Secret: signatures are public).
+    #[serde(flatten)]
+    pub output: OutputStatus,
     /// Fingerprint of the signing key's public key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_fingerprint: Option<String>,
@@ -56,6 +47,7 @@ pub struct SignMessageStatus {
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = kube::core::Rule::new("has(self.message) != has(self.messageRef)").message("exactly one of spec.message or spec.messageRef must be set"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.configMapName) == has(oldSelf.configMapName)").message("spec.configMapName is immutable: it cannot be added or removed once the resource exists").field_path(".configMapName"))]
 #[serde(rename_all = "camelCase")]
 pub struct QuantumSignMessageSpec {
     /// The `QuantumSignatureKeyPair` that signs.
@@ -70,6 +62,7 @@ pub struct QuantumSignMessageSpec {
     /// Optional context string (FIPS 204/205), UTF-8, at most 255 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 255))]
+    #[x_kube(validation = kube::core::Rule::new("size(bytes(self)) <= 255").message("spec.context must be at most 255 bytes in UTF-8"))]
     pub context: Option<String>,
     /// Name of the output ConfigMap; defaults to the resource name. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,7 +140,10 @@ pub struct VerifySignatureStatus {
     /// The first 10 hex characters of the key fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub short_fingerprint: Option<String>,
-    /// `sha256:<hex>` over key, message, signature and context together; a change re-verifies.
+    /// `sha256:<hex>` identifying the inputs verified: the key's fingerprint, the context, and per
+    /// message and signature either its bytes (inline, or from a ConfigMap) or, when it came from
+    /// a Secret, that Secret's uid and resourceVersion (never a hash of a Secret's value). A new
+    /// value means `verifiedAt` moves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs_fingerprint: Option<String>,
 }
@@ -191,8 +187,9 @@ pub struct QuantumVerifySignatureSpec {
     /// The signature in a ConfigMap or Secret (key `signature` by default), e.g. a `QuantumSignMessage`'s ConfigMap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature_ref: Option<DataRef>,
-    /// Optional context string, as given to the signer.
+    /// Optional context string, as given to the signer (UTF-8, at most 255 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 255))]
+    #[x_kube(validation = kube::core::Rule::new("size(bytes(self)) <= 255").message("spec.context must be at most 255 bytes in UTF-8"))]
     pub context: Option<String>,
 }

@@ -36,3 +36,31 @@ pub(crate) async fn impersonating(cp: &ControlPlane, user: &str) -> Client {
     config.auth_info.impersonate = Some(user.to_owned());
     Client::try_from(config).unwrap()
 }
+
+/// The requests a client made, as `METHOD uri | accept`.
+pub(crate) type Requests = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A client acting as `user` that counts its requests into `metrics` (`qubesec_kube_requests_total`)
+/// and records each one, so a test can check what the operator asked the API server for.
+pub(crate) async fn recorded_client(
+    cp: &ControlPlane,
+    user: &str,
+    metrics: &qubesec_operator::Metrics,
+) -> (Client, Requests) {
+    let kubeconfig = Kubeconfig::read_from(cp.kubeconfig_path()).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    config.auth_info.impersonate = Some(user.to_owned());
+    let requests = Requests::default();
+    let log = requests.clone();
+    let record = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+        let accept = req.headers().get("accept").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        log.lock().unwrap().push(format!("{} {} | {accept}", req.method(), req.uri()));
+        req
+    });
+    let client = kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&metrics.request_layer())
+        .with_layer(&record)
+        .build();
+    (client, requests)
+}

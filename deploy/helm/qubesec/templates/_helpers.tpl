@@ -59,6 +59,8 @@ watchNamespace. The same rules as the kustomize components' rbac.yaml files, whi
 tests/deploy.rs checks.
 */}}
 {{- define "qubesec.operatorRules" -}}
+# Custom resources: list + watch feed the shared caches (one watch per kind).
+# Nothing reads them with get: reconciles work from the caches.
 - apiGroups: ["qubesec.io"]
   resources:
     - quantumkemkeypairs
@@ -70,7 +72,8 @@ tests/deploy.rs checks.
     - quantumsignmessages
     - quantumverifysignatures
     - quantumcertificates
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
+# Status: server-side apply (patch) with the object's resourceVersion as precondition.
 - apiGroups: ["qubesec.io"]
   resources:
     - quantumkemkeypairs/status
@@ -82,11 +85,19 @@ tests/deploy.rs checks.
     - quantumsignmessages/status
     - quantumverifysignatures/status
     - quantumcertificates/status
-  verbs: ["get", "patch"]
-# Outputs are written by server-side apply (patch); referenced inputs are read.
+  verbs: ["patch"]
+# Secrets and ConfigMaps (RBAC cannot narrow by label; the operator does):
+# - list, watch: only with label selectors: its outputs (managed-by: qubesec,
+#   with data) and opted-in inputs (qubesec.io/input: "true", metadata only);
+# - get: an opted-in input when a reconcile needs it, and metadata only, to tell
+#   "absent" from "exists but not opted in" or "name taken by someone else";
+# - create: a new output (fails if the name is taken: never takes an object over);
+# - update: a later write to its own output, at the resourceVersion at which it
+#   was seen to be ours (fails if anyone replaced it since).
+# No patch and no delete: outputs go away by garbage collection.
 - apiGroups: [""]
   resources: ["secrets", "configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "update"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
