@@ -255,6 +255,7 @@ where
         }
         Change::Deleted(obj) => {
             let (ns, name) = key_of(obj);
+            ctx2.saw(&(kind, ns.clone(), name.clone()), None);
             triggers.set_references((kind, ns.clone(), name.clone()), Vec::new());
             ctx2.metrics.forget(K::KIND, &ns, &name);
             triggers.referenced(&(kind, ns, name));
@@ -285,9 +286,8 @@ where
             Change::Relisted => return ctx2.saw_all(kind),
         };
         let (ns, name) = key_of(obj);
-        if applied {
-            ctx2.saw(&(kind, ns.clone(), name.clone()), obj.meta().resource_version.as_deref());
-        }
+        let version = if applied { obj.meta().resource_version.as_deref() } else { None };
+        ctx2.saw(&(kind, ns.clone(), name.clone()), version);
         if let Some(owner) = qubesec_owner(obj.meta()) {
             triggers.reconcile(&owner.kind, &ns, &owner.name);
             // Whoever uses the owner's outputs (an encapsulation its key pair's public key, a

@@ -61,8 +61,16 @@ pub struct Context {
     /// Where key generation, signing, verification and issuance run.
     pub crypto: CryptoPool,
     failures: Mutex<HashMap<String, u32>>,
-    /// The `resourceVersion` of each object this operator wrote, until its watch shows it.
-    expected: Mutex<HashMap<ObjectKey, (String, Instant)>>,
+    /// Writes on their way to the caches.
+    expected: Mutex<Expectations>,
+}
+
+/// The `resourceVersion` of each object this operator wrote, until its watch shows it; and the
+/// last version each watch showed, since a watch event can arrive before the write's response.
+#[derive(Default)]
+struct Expectations {
+    pending: HashMap<ObjectKey, (String, Instant)>,
+    last_seen: HashMap<ObjectKey, String>,
 }
 
 impl std::fmt::Debug for Context {
@@ -182,31 +190,42 @@ impl Context {
     /// Remembers that this operator wrote `key` at `resource_version`: until the watch shows that
     /// version (or [`EXPECTATION_TIMEOUT`] passes), the cache is older than what we know.
     pub(crate) fn expect(&self, key: ObjectKey, resource_version: Option<String>) {
-        if let Some(rv) = resource_version {
-            self.expected.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (rv, Instant::now()));
+        let Some(rv) = resource_version else { return };
+        let mut e = self.expected.lock().unwrap_or_else(PoisonError::into_inner);
+        if e.last_seen.get(&key) != Some(&rv) {
+            e.pending.insert(key, (rv, Instant::now()));
         }
     }
 
-    /// A watch delivered `key` at `resource_version`: a write waiting for it has arrived.
+    /// A watch delivered `key` at `resource_version` (`None`: deleted).
     pub(crate) fn saw(&self, key: &ObjectKey, resource_version: Option<&str>) {
-        let mut expected = self.expected.lock().unwrap_or_else(PoisonError::into_inner);
-        if expected.get(key).is_some_and(|(rv, _)| Some(rv.as_str()) == resource_version) {
-            expected.remove(key);
+        let mut e = self.expected.lock().unwrap_or_else(PoisonError::into_inner);
+        match resource_version {
+            Some(rv) => {
+                if e.pending.get(key).is_some_and(|(want, _)| want == rv) {
+                    e.pending.remove(key);
+                }
+                e.last_seen.insert(key.clone(), rv.to_owned());
+            }
+            None => {
+                e.last_seen.remove(key);
+            }
         }
     }
 
     /// Forgets every expected write of `kind` (after a re-list, which may skip versions).
     pub(crate) fn saw_all(&self, kind: &str) {
-        self.expected.lock().unwrap_or_else(PoisonError::into_inner).retain(|(k, _, _), _| *k != kind);
+        self.expected.lock().unwrap_or_else(PoisonError::into_inner).pending.retain(|(k, _, _), _| *k != kind);
     }
 
     /// Whether a write to `key` has not reached the cache yet.
     pub(crate) fn awaiting(&self, key: &ObjectKey) -> bool {
-        let mut expected = self.expected.lock().unwrap_or_else(PoisonError::into_inner);
-        match expected.get(key) {
+        let mut e = self.expected.lock().unwrap_or_else(PoisonError::into_inner);
+        match e.pending.get(key) {
             Some((_, at)) if at.elapsed() < EXPECTATION_TIMEOUT => true,
             Some(_) => {
-                expected.remove(key);
+                tracing::debug!(object = ?key, "a write never showed up in the watch; trusting the cache");
+                e.pending.remove(key);
                 false
             }
             None => false,
@@ -236,5 +255,12 @@ mod tests {
         assert!(ctx.awaiting(&key));
         ctx.saw_all("Secret");
         assert!(!ctx.awaiting(&key));
+        // The watch can show a write before its response arrives: nothing to wait for then.
+        ctx.saw(&key, Some("11"));
+        ctx.expect(key.clone(), Some("11".into()));
+        assert!(!ctx.awaiting(&key));
+        ctx.saw(&key, None);
+        ctx.expect(key.clone(), Some("11".into()));
+        assert!(ctx.awaiting(&key), "a deleted object's old version is no longer known");
     }
 }

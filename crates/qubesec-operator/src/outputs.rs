@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 
 use crate::cache::Run;
 use crate::context::{MANAGER, ObjectKey};
-use crate::crd::DataKind;
+use crate::crd::{CommonStatus, DataKind};
 use crate::error::{Error, Result};
 use crate::reconcile::{Managed, namespace};
 
@@ -341,6 +341,12 @@ pub(crate) async fn write<T: OutputKind, K: Managed>(
             api.replace(name, &pp, &next).await.map_err(stale_on_conflict)?
         }
         Found::Absent => {
+            // Refused before because the name is taken? Look (metadata only) instead of trying
+            // the create again: a resource stuck on a foreign object then makes no write attempt.
+            let refused = obj.common_status().and_then(CommonStatus::ready).is_some_and(|c| c.reason == "OutputNotOwned");
+            if refused && api.get_metadata_opt(name).await?.is_some_and(|m| !owned_by(&m.metadata, obj)) {
+                return Err(not_owned(obj, T::KIND, name, field));
+            }
             let owner = obj.controller_owner_ref(&()).ok_or_else(|| Error::bug("resource has no uid"))?;
             let meta = ObjectMeta {
                 name: Some(name.to_owned()),

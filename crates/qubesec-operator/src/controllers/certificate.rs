@@ -268,12 +268,21 @@ enum KeySource {
     Stored(Option<Zeroizing<Vec<u8>>>, qubesec_core::SignatureAlgorithm),
 }
 
+/// What an issuance made, and how long its key generation and its signing took.
+struct Issued {
+    cert: Certificate,
+    key_pem: Zeroizing<String>,
+    keygen: Option<(&'static str, Duration)>,
+    signing: Duration,
+}
+
 /// Issues on the crypto pool: loads or makes the key, loads the issuer's key, signs.
 fn issue(
     params: CertificateParams,
     key: KeySource,
     issuer: Option<(Certificate, Zeroizing<Vec<u8>>)>,
-) -> Result<(Certificate, Zeroizing<String>)> {
+) -> Result<Issued> {
+    let mut keygen = None;
     let key = match key {
         KeySource::KeyPair(pem, fp) => {
             let key = PrivateKey::from_pem(&pem)
@@ -295,13 +304,19 @@ fn issue(
                 .filter(|k| k.algorithm() == alg);
             match kept {
                 Some(k) => k,
-                None => SigningKey::generate(alg).map_err(|e| Error::bug(format!("key generation: {e}")))?,
+                None => {
+                    let started = std::time::Instant::now();
+                    let k = SigningKey::generate(alg).map_err(|e| Error::bug(format!("key generation: {e}")))?;
+                    keygen = Some((alg.name(), started.elapsed()));
+                    k
+                }
             }
         }
     };
     let public = PublicKey::from(key.verifying_key().map_err(|e| Error::bug(e.to_string()))?.clone());
     let spk = SubjectPublicKey::from_spki_der(&public.to_spki_der().map_err(|e| Error::bug(e.to_string()))?)
         .map_err(|e| Error::bug(e.to_string()))?;
+    let started = std::time::Instant::now();
     let issued = match issuer {
         None => params.self_signed(&key),
         Some((cert, pem)) => {
@@ -311,9 +326,10 @@ fn issue(
             params.issue(&spk, &cert, &ca_key)
         }
     };
+    let signing = started.elapsed();
     let cert = issued.map_err(|e| Error::user("IssuanceFailed", format!("cannot issue the certificate: {e}")))?;
     let key_pem = PrivateKey::Signature(key).to_pkcs8_pem().map_err(|e| Error::bug(e.to_string()))?;
-    Ok((cert, key_pem))
+    Ok(Issued { cert, key_pem, keygen, signing })
 }
 
 /// The `kubernetes.io/tls` Secret for `cert`.
@@ -449,8 +465,12 @@ pub(crate) async fn reconcile_inner(obj: &QuantumCertificate, run: &Run) -> Resu
                 },
             };
             let issuer_parts = issuer.as_ref().map(|i| (i.cert.clone(), i.key_pem.clone()));
-            let (cert, key_pem) =
-                run.crypto("certificate-issue", signer_alg, move || issue(params, key, issuer_parts)).await??;
+            let (issued, _) = run.crypto.run(move || issue(params, key, issuer_parts)).await?;
+            let Issued { cert, key_pem, keygen, signing } = issued?;
+            if let Some((alg, took)) = keygen {
+                run.metrics.crypto_took("keygen", alg, took);
+            }
+            run.metrics.crypto_took("certificate-issue", signer_alg, signing);
             let leaf_pem = cert.to_pem().map_err(|e| Error::bug(e.to_string()))?;
             let (chain, ca) = match &issuer {
                 None => (leaf_pem.clone(), leaf_pem),

@@ -128,8 +128,9 @@ pub(crate) async fn reconcile_inner(obj: &QuantumDecapsulateSecret, run: &Run) -
         }
         _ => {
             let want = key_fp.clone();
-            let (alg, ss) = run
-                .crypto("decapsulate", "kem", move || -> Result<_> {
+            let ((alg, ss, took), _) = run
+                .crypto
+                .run(move || -> Result<_> {
                     let key = PrivateKey::from_pem(&pem)
                         .map_err(|e| Error::user("InvalidPrivateKey", format!("key pair private_key.pem: {e}")))?;
                     let fp = key
@@ -145,11 +146,14 @@ pub(crate) async fn reconcile_inner(obj: &QuantumDecapsulateSecret, run: &Run) -
                     let alg = key.algorithm();
                     let ct = KemCiphertext::from_bytes(alg, &ct)
                         .map_err(|e| Error::user("InvalidCiphertext", format!("ciphertext does not fit {alg}: {e}")))?;
+                    let started = std::time::Instant::now();
                     let ss =
                         key.decapsulate(&ct).map_err(|_| Error::user("DecapsulationFailed", "decapsulation failed"))?;
-                    Ok((alg, Zeroizing::new(ss.as_bytes().to_vec())))
+                    Ok((alg, Zeroizing::new(ss.as_bytes().to_vec()), started.elapsed()))
                 })
-                .await??;
+                .await
+                .and_then(|(r, took)| r.map(|r| (r, took)))?;
+            run.metrics.crypto_took("decapsulate", alg.name(), took);
             let ss_fp = fingerprint(&ss);
             let created = secret
                 .ours()
