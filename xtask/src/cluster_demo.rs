@@ -30,7 +30,7 @@ const NAMESPACE: &str = "default";
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A child process killed when dropped.
-struct Guard(Child, &'static str);
+pub(crate) struct Guard(pub(crate) Child, pub(crate) &'static str);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -40,7 +40,7 @@ impl Drop for Guard {
 }
 
 impl Guard {
-    fn check(&mut self, log: &Path) -> anyhow::Result<()> {
+    pub(crate) fn check(&mut self, log: &Path) -> anyhow::Result<()> {
         if let Some(status) = self.0.try_wait()? {
             let tail = std::fs::read_to_string(log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(20).collect();
@@ -54,11 +54,17 @@ impl Guard {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn spawn(bin: &Path, args: &[&str], env: &[(&str, &Path)], log: &Path, name: &'static str) -> anyhow::Result<Guard> {
+pub(crate) fn spawn(
+    bin: &Path,
+    args: &[&str],
+    env: &[(&str, &Path)],
+    log: &Path,
+    name: &'static str,
+) -> anyhow::Result<Guard> {
     let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
     let mut cmd = Command::new(bin);
@@ -154,32 +160,7 @@ async fn demo(dir: &Path, kms: &Path, operator: &Path, cli: &Path, keep: bool) -
     let client = cp.client();
 
     step("CRDs from deploy/crds");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut crd_names = Vec::new();
-    for path in sorted_yaml(&util::root().join("deploy/crds"))? {
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&std::fs::read_to_string(&path)?)
-            .with_context(|| format!("parsing {}", path.display()))?;
-        let name = crd.metadata.name.clone().context("CRD without a name")?;
-        crds.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd)).await?;
-        crd_names.push(name);
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for name in &crd_names {
-        loop {
-            let crd = crds.get(name).await?;
-            let established = crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            if established {
-                break;
-            }
-            ensure!(Instant::now() < deadline, "CRD {name} not established within 60 s");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    let crd_names = install_crds(&client).await?;
     println!("{} CRDs established", crd_names.len());
 
     step("Operator: `qubesec-operator` against the local apiserver");
@@ -222,6 +203,37 @@ async fn demo(dir: &Path, kms: &Path, operator: &Path, cli: &Path, keep: bool) -
     cp.stop();
     drop(plugin);
     Ok(())
+}
+
+/// Applies the CRDs of `deploy/crds` and waits until they are established; returns their names.
+pub(crate) async fn install_crds(client: &kube::Client) -> anyhow::Result<Vec<String>> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut crd_names = Vec::new();
+    for path in sorted_yaml(&util::root().join("deploy/crds"))? {
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&std::fs::read_to_string(&path)?)
+            .with_context(|| format!("parsing {}", path.display()))?;
+        let name = crd.metadata.name.clone().context("CRD without a name")?;
+        crds.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd)).await?;
+        crd_names.push(name);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for name in &crd_names {
+        loop {
+            let crd = crds.get(name).await?;
+            let established = crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "CRD {name} not established within 60 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(crd_names)
 }
 
 fn sorted_yaml(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -415,7 +427,7 @@ async fn operator_report(client: &kube::Client, metrics_addr: &str) -> anyhow::R
 }
 
 /// `GET path` over plain HTTP/1.1; the body of a 200 answer.
-async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+pub(crate) async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await?;

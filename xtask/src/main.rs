@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 
+mod bench_operator;
 mod ci;
 mod cluster_demo;
 mod demo;
@@ -42,12 +43,29 @@ enum Command {
     /// Regenerate `deploy/crds/` (and the Helm chart's copy) from the operator's Rust types
     /// (a test fails when they are stale).
     Crdgen,
-    /// Run the criterion benchmarks (core against peer implementations).
-    Bench,
+    /// Run the criterion benchmarks (core against peer implementations), or `bench operator`.
+    Bench {
+        #[command(subcommand)]
+        what: Option<BenchCommand>,
+    },
     /// Build and run a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager).
     Testenv {
         #[command(subcommand)]
         command: testenv::Command,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The operator at scale on a real control plane: 1,000 key pairs + 200 certificates, then
+    /// the same with 5,000 unrelated 100 KiB Secrets, then idle writes (docs/benchmarks.md).
+    Operator {
+        /// A smoke run: a tenth of the resources and Secrets, 30 s idle.
+        #[arg(long)]
+        quick: bool,
+        /// Idle seconds after the first phase (default 300, or 30 with --quick).
+        #[arg(long)]
+        idle: Option<u64>,
     },
 }
 
@@ -60,7 +78,14 @@ fn main() -> anyhow::Result<()> {
         Command::Demo { keep, .. } => cluster_demo::run(keep),
         Command::Fuzz { seconds } => fuzz::run(seconds),
         Command::Crdgen => crdgen(),
-        Command::Bench => util::cargo(&["bench", "-p", "qubesec-benches"]),
+        Command::Bench { what: None } => util::cargo(&["bench", "-p", "qubesec-benches"]),
+        Command::Bench { what: Some(BenchCommand::Operator { quick, idle }) } => {
+            let mut sizes = if quick { bench_operator::Sizes::quick() } else { bench_operator::Sizes::full() };
+            if let Some(s) = idle {
+                sizes.idle = s;
+            }
+            bench_operator::run(sizes)
+        }
         Command::Testenv { command } => testenv::run(command),
     }
 }
