@@ -107,7 +107,8 @@ async fn phase(dir: &Path, operator: &Path, sizes: Sizes, noise: bool) -> anyhow
     install_crds(&client).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in [NS, "noise"] {
-        let obj = Namespace { metadata: ObjectMeta { name: Some(ns.into()), ..ObjectMeta::default() }, ..Default::default() };
+        let obj =
+            Namespace { metadata: ObjectMeta { name: Some(ns.into()), ..ObjectMeta::default() }, ..Default::default() };
         namespaces.create(&PostParams::default(), &obj).await?;
     }
     if noise {
@@ -123,7 +124,8 @@ async fn phase(dir: &Path, operator: &Path, sizes: Sizes, noise: bool) -> anyhow
     let log = dir.join("operator.log");
     let metrics = format!("127.0.0.1:{}", free_port()?);
     let kubeconfig = cp.kubeconfig_path().to_path_buf();
-    let mut op = spawn(operator, &["--metrics-addr", &metrics], &[("KUBECONFIG", &kubeconfig)], &log, "qubesec-operator")?;
+    let mut op =
+        spawn(operator, &["--metrics-addr", &metrics], &[("KUBECONFIG", &kubeconfig)], &log, "qubesec-operator")?;
     wait_ready_endpoint(&metrics, &mut op, &log).await?;
     // Let it list everything once (with noise, this is where a Secret-watching operator would grow).
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -206,10 +208,17 @@ fn manifest(kind: &str, name: &str, spec: serde_json::Value) -> anyhow::Result<D
 async fn create_workload(client: &kube::Client, sizes: Sizes) -> anyhow::Result<()> {
     let mut objects = vec![(
         "QuantumCertificate",
-        manifest("QuantumCertificate", "bench-ca", json!({"subject": "CN=Bench CA", "isCA": true, "duration": "8760h"}))?,
+        manifest(
+            "QuantumCertificate",
+            "bench-ca",
+            json!({"subject": "CN=Bench CA", "isCA": true, "duration": "8760h"}),
+        )?,
     )];
     for i in 0..sizes.key_pairs {
-        objects.push(("QuantumKEMKeyPair", manifest("QuantumKEMKeyPair", &format!("kem-{i:04}"), json!({"algorithm": "ML-KEM-768"}))?));
+        objects.push((
+            "QuantumKEMKeyPair",
+            manifest("QuantumKEMKeyPair", &format!("kem-{i:04}"), json!({"algorithm": "ML-KEM-768"}))?,
+        ));
     }
     for i in 0..sizes.certificates {
         let spec = json!({"subject": format!("CN=leaf-{i}"), "dnsNames": [format!("leaf-{i}.bench.svc")], "issuerRef": {"name": "bench-ca"}});
@@ -285,7 +294,10 @@ async fn idle(
 ) -> anyhow::Result<Idle> {
     println!("idle for {seconds} s, counting writes");
     let op_writes = |text: &str| -> f64 {
-        ["create", "update", "patch", "delete"].iter().map(|v| sum(text, "qubesec_kube_requests_total", Some(("verb", v)))).sum()
+        ["create", "update", "patch", "delete"]
+            .iter()
+            .map(|v| sum(text, "qubesec_kube_requests_total", Some(("verb", v))))
+            .sum()
     };
     let before = http_get(metrics, "/metrics").await?;
     let server_before = apiserver_writes(client).await?;
@@ -351,7 +363,8 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = &text[text.rfind(')').context("malformed stat")? + 2..];
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).context("utime")?.parse::<f64>()? + fields.get(12).context("stime")?.parse::<f64>()?;
+    let ticks: f64 =
+        fields.get(11).context("utime")?.parse::<f64>()? + fields.get(12).context("stime")?.parse::<f64>()?;
     let hz = std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -389,7 +402,11 @@ fn report(sizes: Sizes, a: &Measured, b: &Measured) {
         b.reconciles / b.ready_after.as_secs_f64()
     );
     println!("| API requests per resource (by verb) | {} | {} |", requests(a), requests(b));
-    println!("| operator RSS before the workload | {:.1} MiB | {:.1} MiB |", mib(a.rss_before_kib), mib(b.rss_before_kib));
+    println!(
+        "| operator RSS before the workload | {:.1} MiB | {:.1} MiB |",
+        mib(a.rss_before_kib),
+        mib(b.rss_before_kib)
+    );
     println!("| operator peak RSS | {:.1} MiB | {:.1} MiB |", mib(a.peak_rss_kib), mib(b.peak_rss_kib));
     println!("| operator RSS when all Ready | {:.1} MiB | {:.1} MiB |", mib(a.rss_after_kib), mib(b.rss_after_kib));
     println!("| operator CPU time | {:.1} s | {:.1} s |", a.cpu_seconds, b.cpu_seconds);

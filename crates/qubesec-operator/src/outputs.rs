@@ -343,7 +343,8 @@ pub(crate) async fn write<T: OutputKind, K: Managed>(
         Found::Absent => {
             // Refused before because the name is taken? Look (metadata only) instead of trying
             // the create again: a resource stuck on a foreign object then makes no write attempt.
-            let refused = obj.common_status().and_then(CommonStatus::ready).is_some_and(|c| c.reason == "OutputNotOwned");
+            let refused =
+                obj.common_status().and_then(CommonStatus::ready).is_some_and(|c| c.reason == "OutputNotOwned");
             if refused && api.get_metadata_opt(name).await?.is_some_and(|m| !owned_by(&m.metadata, obj)) {
                 return Err(not_owned(obj, T::KIND, name, field));
             }

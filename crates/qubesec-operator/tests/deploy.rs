@@ -453,7 +453,13 @@ async fn kustomize_overlays_and_helm_chart_pass_server_side_dry_run() {
     assert_eq!(container(helm_deployment)["image"], "ghcr.io/qubesec/qubesec-operator:0.1.0");
     assert_eq!(
         args(helm_deployment),
-        ["--metrics-addr=0.0.0.0:8080", "--log-json", "--leader-elect", "--lease-name=qubesec"]
+        [
+            "--metrics-addr=0.0.0.0:8080",
+            "--log-json",
+            "--leader-elect",
+            "--lease-name=qubesec",
+            "--max-concurrent-reconciles=8"
+        ]
     );
     for field in ["securityContext", "resources", "livenessProbe", "readinessProbe", "env", "ports"] {
         assert_eq!(container(helm_deployment)[field], container(deployment)[field], "{field} differs from kustomize");
@@ -500,10 +506,18 @@ async fn kustomize_overlays_and_helm_chart_pass_server_side_dry_run() {
     let single = render("qubesec-system", &["leaderElection.enabled=false", "replicaCount=1"]);
     let d = docs(&single);
     assert_eq!(find(&d, "Deployment", "qubesec")["spec"]["replicas"], 1);
-    assert_eq!(args(find(&d, "Deployment", "qubesec")), ["--metrics-addr=0.0.0.0:8080", "--log-json"]);
+    assert_eq!(
+        args(find(&d, "Deployment", "qubesec")),
+        ["--metrics-addr=0.0.0.0:8080", "--log-json", "--max-concurrent-reconciles=8"]
+    );
     assert_eq!(count(&d, "Role") + count(&d, "RoleBinding"), 0, "no Lease, no Lease permissions");
     assert_eq!(count(&d, "PodDisruptionBudget"), 0, "a PDB on one replica would block node drains");
     tools.assert_dry_run(&cp, "helm: one replica, no leader election", &single);
+    let tuned = render("qubesec-system", &["cryptoWorkers=4", "maxConcurrentReconciles=16"]);
+    let tuned_args = args(find(&docs(&tuned), "Deployment", "qubesec"));
+    for want in ["--crypto-workers=4", "--max-concurrent-reconciles=16"] {
+        assert!(tuned_args.contains(&want.to_owned()), "{want} missing: {tuned_args:?}");
+    }
 
     // Monitoring objects: their CRDs must exist for real for the dry run to check them.
     tools.apply(&cp, &["-f", "-"], Some(MONITORING_CRDS));
@@ -568,7 +582,9 @@ fn helm_values_schema_rejects_bad_values() {
     let tools = Tools::new(&home);
     let ok = tools.template("qubesec-system", &[]);
     assert!(ok.ok, "the defaults must render: {}", ok.stderr);
-    let cases: [(&[&str], &[&str]); 8] = [
+    let cases: [(&[&str], &[&str]); 10] = [
+        (&["cryptoWorkers=-1"], &["cryptoWorkers", "minimum"]),
+        (&["maxConcurrentReconciles=0"], &["maxConcurrentReconciles", "minimum"]),
         (&["replicaCount=-1"], &["replicaCount", "minimum"]),
         (&["leaderElection.bogus=true"], &["leaderElection", "bogus"]),
         (&["replicas=3"], &["additional properties", "replicas"]),
