@@ -183,6 +183,7 @@ where
     let mut listed: HashSet<reflector::ObjectRef<K>> = HashSet::new();
     let run = watcher(api, config)
         .default_backoff()
+        .modify(slim)
         .for_each(move |event| {
             match event {
                 Ok(Event::Apply(obj)) => {
@@ -219,6 +220,16 @@ where
         })
         .boxed();
     (store, run)
+}
+
+/// Drops what no reconcile reads from a cached object: `managedFields` and kubectl's
+/// last-applied copy of the object (together often larger than the object itself).
+fn slim<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 fn key_of<K: Resource>(obj: &K) -> (String, String) {

@@ -56,9 +56,9 @@ macro_rules! key_pair {
                 Ok(KeyPairSpec {
                     alg: alg.into(),
                     alias,
-                    secret_name: self.spec.secret_name.as_deref(),
-                    rotation: self.spec.rotation.as_ref(),
-                    history_limit: self.spec.revision_history_limit,
+                    secret_name: self.spec.keys.secret_name.as_deref(),
+                    rotation: self.spec.keys.rotation.as_ref(),
+                    history_limit: self.spec.keys.revision_history_limit,
                 })
             }
         }

@@ -172,25 +172,30 @@ string_enum! {
     }
 }
 
-/// A reference to one key of a ConfigMap or Secret.
+/// A reference to an object of one of the kinds `K` lists (the first by default), and to one
+/// key inside it when it is a ConfigMap or Secret.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct DataRef {
-    /// `ConfigMap` (default) or `Secret`.
+pub struct KeyRef<K: Default + Serialize> {
+    /// The kind of the object; the first of the listed kinds when absent.
     #[serde(default)]
-    pub kind: DataKind,
-    /// Name of the ConfigMap or Secret.
+    pub kind: K,
+    /// Name of the object.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Namespace; defaults to the referring resource's (see `--allow-cross-namespace-refs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub namespace: Option<String>,
-    /// The key inside the object; each field documents its default.
+    /// The key inside a ConfigMap or Secret (each referencing field documents its default);
+    /// ignored for other kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub key: Option<String>,
 }
+
+/// A reference to one key of a ConfigMap (default) or Secret.
+pub type DataRef = KeyRef<DataKind>;
 
 /// Standard (padded) base64, as a regular expression the apiserver checks at admission.
 pub const BASE64_PATTERN: &str = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$";

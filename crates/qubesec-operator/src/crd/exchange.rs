@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    CommonStatus, DataRef, OutputStatus, ResourceRef, ciphertext_schema, kdf_bytes_schema, string_enum,
+    CommonStatus, DataRef, KeyRef, OutputStatus, ResourceRef, ciphertext_schema, kdf_bytes_schema, string_enum,
 };
 
 string_enum! {
@@ -23,25 +23,9 @@ string_enum! {
     }
 }
 
-/// Where to find a KEM public key.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PublicKeyRef {
-    /// `QuantumKEMKeyPair` (default) or `ConfigMap`.
-    #[serde(default)]
-    pub kind: PublicKeySource,
-    /// Name of the key pair or ConfigMap.
-    #[schemars(length(min = 1, max = 253))]
-    pub name: String,
-    /// Namespace; defaults to this resource's (see `--allow-cross-namespace-refs`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63))]
-    pub namespace: Option<String>,
-    /// ConfigMap key holding the SPKI PEM (default `public_key.pem`); ignored for key pairs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
-    pub key: Option<String>,
-}
+/// Where to find a KEM public key: a `QuantumKEMKeyPair` (default) or a ConfigMap (SPKI PEM under
+/// `key`, default `public_key.pem`).
+pub type PublicKeyRef = KeyRef<PublicKeySource>;
 
 /// Status of an encapsulation.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -87,7 +71,8 @@ pub struct EncapsulateStatus {
 #[x_kube(validation = kube::core::Rule::new("has(self.secretName) == has(oldSelf.secretName)").message("spec.secretName is immutable: it cannot be added or removed once the resource exists").field_path(".secretName"))]
 #[serde(rename_all = "camelCase")]
 pub struct QuantumEncapsulateSecretSpec {
-    /// The recipient's public key.
+    /// The recipient's public key: a `QuantumKEMKeyPair` (default kind), or a ConfigMap holding an
+    /// SPKI PEM (key `public_key.pem` unless `key` says otherwise).
     pub public_key_ref: PublicKeyRef,
     /// Name of the output Secret and ciphertext ConfigMap; defaults to the resource name. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]

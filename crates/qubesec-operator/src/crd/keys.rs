@@ -136,6 +136,26 @@ pub struct KeyPairStatus {
     pub history: Vec<Revision>,
 }
 
+/// What both key pair kinds have besides their algorithm: where the keys go, and how they rotate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyPairKeys {
+    /// Name of the output Secret (and public-key ConfigMap); defaults to the resource name. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.secretName is immutable"))]
+    pub secret_name: Option<String>,
+    /// Replace the key on a schedule; the retired public key stays in `status.history` and the
+    /// ConfigMap's `public_key_history.pem` (so signatures made before a rotation still verify).
+    /// Absent: the key is kept until the resource is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationSchedule>,
+    /// How many retired keys `status.history` keeps (0 to 20, default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 20))]
+    pub revision_history_limit: Option<u32>,
+}
+
 /// A post-quantum KEM key pair (ML-KEM or X-Wing), generated once and kept in a Secret;
 /// the public key is also published in a ConfigMap of the same name.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -162,19 +182,9 @@ pub struct QuantumKEMKeyPairSpec {
     #[serde(default)]
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.algorithm is immutable: create a new key pair instead"))]
     pub algorithm: KemAlgorithmName,
-    /// Name of the output Secret (and public-key ConfigMap); defaults to the resource name. Immutable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
-    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.secretName is immutable"))]
-    pub secret_name: Option<String>,
-    /// Replace the key on a schedule; the retired public key stays in `status.history` and the
-    /// ConfigMap's `public_key_history.pem`. Absent: the key is kept until the resource is deleted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rotation: Option<RotationSchedule>,
-    /// How many retired keys `status.history` keeps (0 to 20, default 3).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 20))]
-    pub revision_history_limit: Option<u32>,
+    /// Output name, rotation schedule and history.
+    #[serde(flatten)]
+    pub keys: KeyPairKeys,
 }
 
 /// A post-quantum signature key pair (ML-DSA or SLH-DSA), generated once and kept in a Secret;
@@ -209,19 +219,9 @@ pub struct QuantumSignatureKeyPairSpec {
     #[serde(default)]
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.purpose is immutable: a key that signed messages never becomes a CA key, and back; create a new key pair"))]
     pub purpose: KeyPurpose,
-    /// Name of the output Secret (and public-key ConfigMap); defaults to the resource name. Immutable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
-    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.secretName is immutable"))]
-    pub secret_name: Option<String>,
-    /// Replace the key on a schedule; the retired public key stays in `status.history` and the
-    /// ConfigMap's `public_key_history.pem` so signatures made before a rotation still verify.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rotation: Option<RotationSchedule>,
-    /// How many retired keys `status.history` keeps (0 to 20, default 3).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 20))]
-    pub revision_history_limit: Option<u32>,
+    /// Output name, rotation schedule and history.
+    #[serde(flatten)]
+    pub keys: KeyPairKeys,
 }
 
 fn default_bytes() -> u32 {

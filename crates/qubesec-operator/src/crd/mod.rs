@@ -23,8 +23,8 @@ pub use certificate::{
     Usage,
 };
 pub use common::{
-    BASE64_PATTERN, CommonStatus, Condition, DEFAULT_REVISION_HISTORY_LIMIT, DataKind, DataRef, OutputStatus, Phase,
-    ResourceRef, Revision, RotationSchedule, is_ready, push_revision, short_fingerprint,
+    BASE64_PATTERN, CommonStatus, Condition, DEFAULT_REVISION_HISTORY_LIMIT, DataKind, DataRef, KeyRef, OutputStatus,
+    Phase, ResourceRef, Revision, RotationSchedule, is_ready, push_revision, short_fingerprint,
 };
 pub use exchange::{
     DecapsulateStatus, DerivedKeyStatus, EncapsulateStatus, KdfHash, KeyType, PublicKeyRef, PublicKeySource,
@@ -32,9 +32,9 @@ pub use exchange::{
     QuantumEncapsulateSecret, QuantumEncapsulateSecretSpec, SecretKeyRef,
 };
 pub use keys::{
-    KemAlgorithmName, KeyPairStatus, KeyPurpose, MIN_RANDOM_BYTES, QuantumKEMKeyPair, QuantumKEMKeyPairSpec,
-    QuantumRandomNumber, QuantumRandomNumberSpec, QuantumSignatureKeyPair, QuantumSignatureKeyPairSpec,
-    RandomNumberStatus, SignatureAlgorithmName,
+    KemAlgorithmName, KeyPairKeys, KeyPairStatus, KeyPurpose, MIN_RANDOM_BYTES, QuantumKEMKeyPair,
+    QuantumKEMKeyPairSpec, QuantumRandomNumber, QuantumRandomNumberSpec, QuantumSignatureKeyPair,
+    QuantumSignatureKeyPairSpec, RandomNumberStatus, SignatureAlgorithmName,
 };
 pub use signing::{
     QuantumSignMessage, QuantumSignMessageSpec, QuantumVerifySignature, QuantumVerifySignatureSpec, SignMessageStatus,

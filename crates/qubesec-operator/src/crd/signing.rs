@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, DataRef, OutputStatus, ResourceRef, signature_schema, string_enum};
+use super::common::{CommonStatus, DataRef, KeyRef, OutputStatus, ResourceRef, signature_schema, string_enum};
 
 /// Status of a signature.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -85,25 +85,9 @@ string_enum! {
     }
 }
 
-/// Where to find a signature public key.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct VerifyKeyRef {
-    /// `QuantumSignatureKeyPair` (default), `ConfigMap` or `QuantumCertificate`.
-    #[serde(default)]
-    pub kind: VerifyKeySource,
-    /// Name of the object.
-    #[schemars(length(min = 1, max = 253))]
-    pub name: String,
-    /// Namespace; defaults to this resource's (see `--allow-cross-namespace-refs`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63))]
-    pub namespace: Option<String>,
-    /// ConfigMap key holding the SPKI PEM (default `public_key.pem`); only for `ConfigMap`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
-    pub key: Option<String>,
-}
+/// Where to find a signature public key: a `QuantumSignatureKeyPair` (default), a ConfigMap (SPKI
+/// PEM under `key`, default `public_key.pem`) or a `QuantumCertificate`.
+pub type VerifyKeyRef = KeyRef<VerifyKeySource>;
 
 string_enum! {
     /// The outcome of a verification.
@@ -171,7 +155,8 @@ pub struct VerifySignatureStatus {
 #[x_kube(validation = kube::core::Rule::new("has(self.signature) != has(self.signatureRef)").message("exactly one of spec.signature or spec.signatureRef must be set"))]
 #[serde(rename_all = "camelCase")]
 pub struct QuantumVerifySignatureSpec {
-    /// The public key.
+    /// The public key: a `QuantumSignatureKeyPair` (default kind), a ConfigMap holding an SPKI PEM
+    /// (key `public_key.pem` unless `key` says otherwise) or a `QuantumCertificate` (its subject key).
     pub public_key_ref: VerifyKeyRef,
     /// The message inline (UTF-8 text). Exactly one of `message` and `messageRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
