@@ -246,7 +246,7 @@ fn issuance_stays_within_the_issuer() {
         .issue(&subject_key(&sub_key), &short_root, &root_key)
         .unwrap();
     assert_eq!(leaf.not_after(), short_root.not_after());
-    verify_chain(&leaf, &[], &[short_root.clone()], now() + Duration::from_secs(3000)).unwrap();
+    verify_chain(&leaf, &[], std::slice::from_ref(&short_root), now() + Duration::from_secs(3000)).unwrap();
     // An issuer that has expired before notBefore issues nothing.
     let mut late = CertificateParams::new(dn("CN=late"));
     late.not_before = now() + Duration::from_secs(7200);
