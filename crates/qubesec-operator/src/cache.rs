@@ -39,6 +39,9 @@ pub(crate) type Target = (&'static str, String, String);
 /// A resource that references others: `(kind, namespace, name)`.
 type Referrer = (&'static str, String, String);
 
+/// Each kind's queue of `(namespace, name)` to reconcile.
+pub(crate) type Queues = HashMap<&'static str, UnboundedReceiver<(String, String)>>;
+
 /// The caches every reconcile reads instead of asking the API server.
 #[derive(Clone)]
 pub struct Stores {
@@ -107,7 +110,7 @@ struct Index {
 
 impl Triggers {
     /// Triggers with a queue per kind in `kinds`; returns the receivers by kind.
-    pub(crate) fn new(kinds: &[&'static str]) -> (Self, HashMap<&'static str, UnboundedReceiver<(String, String)>>) {
+    pub(crate) fn new(kinds: &[&'static str]) -> (Self, Queues) {
         let mut queues = HashMap::new();
         let mut receivers = HashMap::new();
         for kind in kinds {

@@ -51,8 +51,8 @@ impl Reconcile for QuantumCertificate {
         &stores.certificates
     }
 
-    fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> impl Future<Output = Result<Outcome<CertificateStatus>>> + Send {
-        async move { reconcile_inner(&obj, &run).await }
+    async fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> Result<Outcome<CertificateStatus>> {
+        reconcile_inner(&obj, &run).await
     }
 }
 

@@ -39,8 +39,8 @@ impl Reconcile for QuantumDecapsulateSecret {
         &stores.decapsulations
     }
 
-    fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> impl Future<Output = Result<Outcome<DecapsulateStatus>>> + Send {
-        async move { reconcile_inner(&obj, &run).await }
+    async fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> Result<Outcome<DecapsulateStatus>> {
+        reconcile_inner(&obj, &run).await
     }
 }
 

@@ -30,8 +30,8 @@ impl Reconcile for QuantumDerivedKey {
         &stores.derived_keys
     }
 
-    fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> impl Future<Output = Result<Outcome<DerivedKeyStatus>>> + Send {
-        async move { reconcile_inner(&obj, &run).await }
+    async fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> Result<Outcome<DerivedKeyStatus>> {
+        reconcile_inner(&obj, &run).await
     }
 }
 

@@ -69,8 +69,8 @@ impl Reconcile for QuantumEncapsulateSecret {
         &stores.encapsulations
     }
 
-    fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> impl Future<Output = Result<Outcome<EncapsulateStatus>>> + Send {
-        async move { reconcile_inner(&obj, &run).await }
+    async fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> Result<Outcome<EncapsulateStatus>> {
+        reconcile_inner(&obj, &run).await
     }
 }
 

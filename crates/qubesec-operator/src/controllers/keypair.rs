@@ -72,11 +72,8 @@ macro_rules! key_pair {
                 &stores.$store
             }
 
-            fn reconcile(
-                obj: Arc<Self>,
-                run: Arc<Run>,
-            ) -> impl std::future::Future<Output = Result<Outcome<KeyPairStatus>>> + Send {
-                async move { reconcile_key_pair(&*obj, &run).await }
+            async fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> Result<Outcome<KeyPairStatus>> {
+                reconcile_key_pair(&*obj, &run).await
             }
         }
     };

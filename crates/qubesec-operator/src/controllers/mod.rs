@@ -11,7 +11,6 @@ mod random;
 mod sign;
 mod verify;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -20,9 +19,8 @@ use futures::{FutureExt, StreamExt};
 use kube::runtime::applier;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::utils::CancelableJoinHandle;
-use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::cache::{Run, Triggers, Watches, kind_name, synced, watches};
+use crate::cache::{Queues, Run, Triggers, Watches, kind_name, synced, watches};
 use crate::context::Context;
 use crate::crd::{
     QuantumCertificate, QuantumDecapsulateSecret, QuantumDerivedKey, QuantumEncapsulateSecret, QuantumKEMKeyPair,
@@ -59,16 +57,17 @@ pub async fn run(ctx: Arc<Context>) {
                 return;
             }
             tracing::info!("caches synced; starting the controllers");
-            let mut all = Vec::new();
-            all.push(controller::<QuantumKEMKeyPair>(&run, &mut queues));
-            all.push(controller::<QuantumSignatureKeyPair>(&run, &mut queues));
-            all.push(controller::<QuantumRandomNumber>(&run, &mut queues));
-            all.push(controller::<QuantumEncapsulateSecret>(&run, &mut queues));
-            all.push(controller::<QuantumDecapsulateSecret>(&run, &mut queues));
-            all.push(controller::<QuantumDerivedKey>(&run, &mut queues));
-            all.push(controller::<QuantumSignMessage>(&run, &mut queues));
-            all.push(controller::<QuantumVerifySignature>(&run, &mut queues));
-            all.push(controller::<QuantumCertificate>(&run, &mut queues));
+            let all = vec![
+                controller::<QuantumKEMKeyPair>(&run, &mut queues),
+                controller::<QuantumSignatureKeyPair>(&run, &mut queues),
+                controller::<QuantumRandomNumber>(&run, &mut queues),
+                controller::<QuantumEncapsulateSecret>(&run, &mut queues),
+                controller::<QuantumDecapsulateSecret>(&run, &mut queues),
+                controller::<QuantumDerivedKey>(&run, &mut queues),
+                controller::<QuantumSignMessage>(&run, &mut queues),
+                controller::<QuantumVerifySignature>(&run, &mut queues),
+                controller::<QuantumCertificate>(&run, &mut queues),
+            ];
             futures::future::join_all(all).await;
         }
     };
@@ -79,10 +78,7 @@ pub async fn run(ctx: Arc<Context>) {
 }
 
 /// The controller of kind `K`: its queue through kube's `applier`.
-fn controller<K: Reconcile>(
-    run: &Arc<Run>,
-    queues: &mut HashMap<&'static str, UnboundedReceiver<(String, String)>>,
-) -> BoxFuture<'static, ()> {
+fn controller<K: Reconcile>(run: &Arc<Run>, queues: &mut Queues) -> BoxFuture<'static, ()> {
     let Some(rx) = queues.remove(kind_name::<K>()) else {
         tracing::error!(kind = K::KIND, "no queue for this kind");
         return futures::future::ready(()).boxed();

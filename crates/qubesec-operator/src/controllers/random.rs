@@ -66,8 +66,8 @@ impl Reconcile for QuantumRandomNumber {
         &stores.random_numbers
     }
 
-    fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> impl Future<Output = Result<Outcome<RandomNumberStatus>>> + Send {
-        async move { reconcile_inner(&obj, &run).await }
+    async fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> Result<Outcome<RandomNumberStatus>> {
+        reconcile_inner(&obj, &run).await
     }
 }
 

@@ -38,8 +38,8 @@ impl Reconcile for QuantumSignMessage {
         &stores.sign_messages
     }
 
-    fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> impl Future<Output = Result<Outcome<SignMessageStatus>>> + Send {
-        async move { reconcile_inner(&obj, &run).await }
+    async fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> Result<Outcome<SignMessageStatus>> {
+        reconcile_inner(&obj, &run).await
     }
 }
 

@@ -47,8 +47,8 @@ impl Reconcile for QuantumVerifySignature {
         &stores.verify_signatures
     }
 
-    fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> impl Future<Output = Result<Outcome<VerifySignatureStatus>>> + Send {
-        async move { reconcile_inner(&obj, &run).await }
+    async fn reconcile(obj: Arc<Self>, run: Arc<Run>) -> Result<Outcome<VerifySignatureStatus>> {
+        reconcile_inner(&obj, &run).await
     }
 }
 
