@@ -1,4 +1,4 @@
-//! The reconcile every kind shares. A kind implements [`Reconcile`] as observe → plan → apply:
+//! The reconcile every kind shares. A kind implements `Reconcile` as observe → plan → apply:
 //! `observe` reads the object, its references and its outputs from the caches (inputs that
 //! opted in with a GET), `plan` decides purely what to do and why, `apply` writes only what
 //! differs. This module wraps that once for all kinds: it skips an object whose own status write

@@ -1,5 +1,5 @@
 //! One controller per kind over the shared watches of [`crate::cache`]: each kind's queue is fed
-//! by the changes routed to it, and kube's `applier` runs [`crate::reconcile::reconcile`] on it
+//! by the changes routed to it, and kube's `applier` runs `reconcile::reconcile` on it
 //! with at most `--max-concurrent-reconciles` objects at a time, per-object backoff and requeues.
 
 mod certificate;
