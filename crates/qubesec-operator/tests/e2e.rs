@@ -437,7 +437,13 @@ async fn samples_flows_validation_restart_regeneration_and_gc() {
     assert!(errors >= 1.0, "the cross-namespace reference was not counted as a user error");
     for (operation, algorithm, exactly) in [
         ("keygen", "ML-KEM-768", Some(1.0)),
+        // The CA's key is made inside its issuance, the leaf's too (ML-DSA-65, beside the
+        // signature key pair sample's): each keygen is labelled with the key's algorithm.
         ("keygen", "ML-DSA-87", Some(1.0)),
+        ("keygen", "ML-DSA-65", Some(2.0)),
+        ("keygen", "SLH-DSA-SHA2-256f", Some(1.0)),
+        ("sign", "SLH-DSA-SHA2-256f", Some(1.0)),
+        ("verify", "SLH-DSA-SHA2-256f", None),
         ("encapsulate", "ML-KEM-768", None),
         ("decapsulate", "ML-KEM-768", None),
         ("sign", "ML-DSA-65", Some(1.0)),

@@ -21,7 +21,7 @@ use qubesec_core::x509::{
 use qubesec_core::{PrivateKey, PublicKey, SigningKey};
 use zeroize::Zeroizing;
 
-use super::keypair::{private_key_pem, purpose_mismatch, rotation_period};
+use super::keypair::{load_private_key, private_key_pem, purpose_mismatch, rotation_period};
 use crate::cache::{Run, Stores, Target};
 use crate::crd::{
     CertificateStatus, KeyPurpose, OutputStatus, QuantumCertificate, QuantumCertificateSpec, Revision, RotationPolicy,
@@ -273,6 +273,8 @@ struct Issued {
     cert: Certificate,
     key_pem: Zeroizing<String>,
     keygen: Option<(&'static str, Duration)>,
+    /// The algorithm of the key that signed the certificate (its own, or the issuer's).
+    signer: &'static str,
     signing: Duration,
 }
 
@@ -284,19 +286,9 @@ fn issue(
 ) -> Result<Issued> {
     let mut keygen = None;
     let key = match key {
-        KeySource::KeyPair(pem, fp) => {
-            let key = PrivateKey::from_pem(&pem)
-                .and_then(PrivateKey::into_signature)
-                .map_err(|e| Error::user("InvalidPrivateKey", format!("spec.keyPairRef: private_key.pem: {e}")))?;
-            let have = key
-                .verifying_key()
-                .and_then(|v| qubesec_core::Fingerprint::of_public_key(&PublicKey::from(v.clone())))
-                .map_err(|e| Error::bug(e.to_string()))?;
-            if have.to_string() != fp {
-                return Err(Error::Stale("the key pair's Secret is being rewritten".into()));
-            }
-            key
-        }
+        KeySource::KeyPair(pem, fp) => load_private_key(&pem, &fp, "spec.keyPairRef")?
+            .into_signature()
+            .map_err(|e| Error::user("WrongKeyType", format!("spec.keyPairRef: {e}")))?,
         KeySource::Stored(pem, alg) => {
             let kept = pem
                 .and_then(|p| PrivateKey::from_pem(&p).ok())
@@ -316,20 +308,22 @@ fn issue(
     let public = PublicKey::from(key.verifying_key().map_err(|e| Error::bug(e.to_string()))?.clone());
     let spk = SubjectPublicKey::from_spki_der(&public.to_spki_der().map_err(|e| Error::bug(e.to_string()))?)
         .map_err(|e| Error::bug(e.to_string()))?;
-    let started = std::time::Instant::now();
-    let issued = match issuer {
-        None => params.self_signed(&key),
+    let (issued, signer, signing) = match issuer {
+        None => {
+            let started = std::time::Instant::now();
+            (params.self_signed(&key), key.algorithm().name(), started.elapsed())
+        }
         Some((cert, pem)) => {
             let ca_key = PrivateKey::from_pem(&pem)
                 .and_then(PrivateKey::into_signature)
                 .map_err(|e| Error::user("InvalidIssuer", format!("issuer Secret: tls.key: {e}")))?;
-            params.issue(&spk, &cert, &ca_key)
+            let started = std::time::Instant::now();
+            (params.issue(&spk, &cert, &ca_key), ca_key.algorithm().name(), started.elapsed())
         }
     };
-    let signing = started.elapsed();
     let cert = issued.map_err(|e| Error::user("IssuanceFailed", format!("cannot issue the certificate: {e}")))?;
     let key_pem = PrivateKey::Signature(key).to_pkcs8_pem().map_err(|e| Error::bug(e.to_string()))?;
-    Ok(Issued { cert, key_pem, keygen, signing })
+    Ok(Issued { cert, key_pem, keygen, signer, signing })
 }
 
 /// The `kubernetes.io/tls` Secret for `cert`.
@@ -457,20 +451,13 @@ pub(crate) async fn reconcile_inner(obj: &QuantumCertificate, run: &Run) -> Resu
             };
             let params = params(spec, validity)?;
             let requested_not_after = params.not_after;
-            let signer_alg = match &issuer {
-                Some(i) => i.cert.public_key().map(|k| k.algorithm().name()).unwrap_or("composite"),
-                None => match &key {
-                    KeySource::Stored(_, alg) => alg.name(),
-                    KeySource::KeyPair(..) => "key-pair",
-                },
-            };
             let issuer_parts = issuer.as_ref().map(|i| (i.cert.clone(), i.key_pem.clone()));
             let (issued, _) = run.crypto.run(move || issue(params, key, issuer_parts)).await?;
-            let Issued { cert, key_pem, keygen, signing } = issued?;
+            let Issued { cert, key_pem, keygen, signer, signing } = issued?;
             if let Some((alg, took)) = keygen {
                 run.metrics.crypto_took("keygen", alg, took);
             }
-            run.metrics.crypto_took("certificate-issue", signer_alg, signing);
+            run.metrics.crypto_took("certificate-issue", signer, signing);
             let leaf_pem = cert.to_pem().map_err(|e| Error::bug(e.to_string()))?;
             let (chain, ca) = match &issuer {
                 None => (leaf_pem.clone(), leaf_pem),
@@ -637,6 +624,37 @@ mod tests {
         // The first applicable reason wins: a spec change outranks expiry.
         let both = with(&|o| o.spec_digest = "sha256:new-spec".into());
         assert_eq!(plan(&both, at(2000)), Some(Reason::SpecChanged));
+    }
+
+    #[test]
+    fn issuance_reports_keygen_and_signer_algorithms() {
+        use qubesec_core::SignatureAlgorithm::{MlDsa44, MlDsa65, MlDsa87};
+        let dn = || "CN=test".parse::<DistinguishedName>().unwrap();
+        let params = || CertificateParams::new(dn()).valid_for(Duration::from_secs(3600));
+        let ca_params = || params().ca(None);
+        // Self-signed with a new key: keygen and signing both under the new key's algorithm.
+        let ca = issue(ca_params(), KeySource::Stored(None, MlDsa87), None).unwrap();
+        assert_eq!(ca.keygen.map(|(a, _)| a), Some("ML-DSA-87"));
+        assert_eq!(ca.signer, "ML-DSA-87");
+        // Issued by that CA with a new ML-DSA-44 key: keygen under ML-DSA-44, signing under the CA's.
+        let ca_key = Zeroizing::new(ca.key_pem.as_bytes().to_vec());
+        let leaf = issue(params(), KeySource::Stored(None, MlDsa44), Some((ca.cert.clone(), ca_key))).unwrap();
+        assert_eq!(leaf.keygen.map(|(a, _)| a), Some("ML-DSA-44"));
+        assert_eq!(leaf.signer, "ML-DSA-87");
+        // A kept key is not generated again.
+        let kept = Zeroizing::new(leaf.key_pem.as_bytes().to_vec());
+        let again = issue(params(), KeySource::Stored(Some(kept), MlDsa44), None).unwrap();
+        assert!(again.keygen.is_none());
+        assert_eq!(again.cert.key_fingerprint(), leaf.cert.key_fingerprint());
+        // Self-signed with a key pair's key: no keygen, signed under the key pair's algorithm.
+        let key = SigningKey::generate(MlDsa65).unwrap();
+        let fp = qubesec_core::Fingerprint::of_public_key(&PublicKey::from(key.verifying_key().unwrap().clone()))
+            .unwrap()
+            .to_string();
+        let pem = Zeroizing::new(PrivateKey::Signature(key).to_pkcs8_pem().unwrap().as_bytes().to_vec());
+        let own = issue(ca_params(), KeySource::KeyPair(pem, fp), None).unwrap();
+        assert!(own.keygen.is_none());
+        assert_eq!(own.signer, "ML-DSA-65");
     }
 
     #[test]

@@ -9,10 +9,10 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
-use qubesec_core::{Fingerprint, KemCiphertext, PrivateKey};
+use qubesec_core::{KemCiphertext, PrivateKey};
 use zeroize::Zeroizing;
 
-use super::keypair::private_key_pem;
+use super::keypair::{load_private_key, private_key_pem};
 use crate::cache::{Run, Stores, Target};
 use crate::crd::{DataKind, DecapsulateStatus, OutputStatus, QuantumDecapsulateSecret};
 use crate::error::{Error, Result};
@@ -131,16 +131,7 @@ pub(crate) async fn reconcile_inner(obj: &QuantumDecapsulateSecret, run: &Run) -
             let ((alg, ss, took), _) = run
                 .crypto
                 .run(move || -> Result<_> {
-                    let key = PrivateKey::from_pem(&pem)
-                        .map_err(|e| Error::user("InvalidPrivateKey", format!("key pair private_key.pem: {e}")))?;
-                    let fp = key
-                        .public_key()
-                        .and_then(|p| Fingerprint::of_public_key(&p))
-                        .map_err(|e| Error::bug(e.to_string()))?;
-                    if fp.to_string() != want {
-                        return Err(Error::Stale("the key pair's Secret is being rewritten".into()));
-                    }
-                    let PrivateKey::Kem(key) = key else {
+                    let PrivateKey::Kem(key) = load_private_key(&pem, &want, "spec.keyPairRef")? else {
                         return Err(Error::user("WrongKeyType", "spec.keyPairRef does not hold a KEM key"));
                     };
                     let alg = key.algorithm();

@@ -499,7 +499,7 @@ pub(crate) fn purpose_mismatch(name: &str, has: KeyPurpose, needs: KeyPurpose, f
 }
 
 /// The private key PEM of a Ready key pair of kind `K` and the fingerprint it must have;
-/// `Ok(None)` while it is not Ready. Parse it on the crypto pool ([`load_private_key`]).
+/// `None` while it is not Ready. Parse it on the crypto pool ([`load_private_key`]).
 pub(crate) fn private_key_pem<K: KeyPair>(
     run: &Run,
     store: &Store<K>,
@@ -511,6 +511,20 @@ pub(crate) fn private_key_pem<K: KeyPair>(
     let secret = run.stores.secrets.get(&ObjectRef::new(&secret_name).within(ns))?;
     let pem = secret_data(&secret, "private_key.pem")?;
     Some((Zeroizing::new(pem.to_vec()), fp))
+}
+
+/// Parses a key pair's private key (from [`private_key_pem`]; on the crypto pool: SLH-DSA
+/// recomputes its root) and checks it is still the key with `fingerprint`, the one the key
+/// pair's status shows: [`Error::Stale`] while its Secret is being rewritten. `field` names the
+/// reference in the error of a key that does not parse.
+pub(crate) fn load_private_key(pem: &[u8], fingerprint: &str, field: &str) -> Result<PrivateKey> {
+    let key = PrivateKey::from_pem(pem)
+        .map_err(|e| Error::user("InvalidPrivateKey", format!("{field}: the key pair's private_key.pem: {e}")))?;
+    let have = key.public_key().and_then(|p| Fingerprint::of_public_key(&p)).map_err(|e| Error::bug(e.to_string()))?;
+    if have.to_string() != fingerprint {
+        return Err(Error::Stale("the key pair's Secret is being rewritten".into()));
+    }
+    Ok(key)
 }
 
 #[cfg(test)]

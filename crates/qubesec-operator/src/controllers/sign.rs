@@ -9,11 +9,11 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
-use qubesec_core::{PrivateKey, PublicKey};
+use qubesec_core::PublicKey;
 use zeroize::Zeroizing;
 
 use super::decapsulate::data_kind;
-use super::keypair::{private_key_pem, signature_public_key};
+use super::keypair::{load_private_key, private_key_pem, signature_public_key};
 use crate::cache::{Run, Stores, Target};
 use crate::crd::{DataRef, KeyPurpose, OutputStatus, QuantumSignMessage, SignMessageStatus};
 use crate::error::{Error, Result};
@@ -122,16 +122,9 @@ pub(crate) async fn reconcile_inner(obj: &QuantumSignMessage, run: &Run) -> Resu
             let message = msg.bytes;
             let sig = run
                 .crypto("sign", alg.name(), move || -> Result<Vec<u8>> {
-                    let key = PrivateKey::from_pem(&pem)
-                        .and_then(PrivateKey::into_signature)
-                        .map_err(|e| Error::user("InvalidPrivateKey", format!("key pair private_key.pem: {e}")))?;
-                    let have = key
-                        .verifying_key()
-                        .and_then(|v| qubesec_core::Fingerprint::of_public_key(&PublicKey::from(v.clone())))
-                        .map_err(|e| Error::bug(e.to_string()))?;
-                    if have.to_string() != fp {
-                        return Err(Error::Stale("the key pair's Secret is being rewritten".into()));
-                    }
+                    let key = load_private_key(&pem, &fp, "spec.keyPairRef")?
+                        .into_signature()
+                        .map_err(|e| Error::user("WrongKeyType", format!("spec.keyPairRef: {e}")))?;
                     Ok(key.sign(&message, &context).map_err(|e| Error::bug(format!("signing: {e}")))?.into_bytes())
                 })
                 .await??;
