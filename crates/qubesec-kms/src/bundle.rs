@@ -14,7 +14,7 @@
 //! 56      2     S, length of the signer's public key
 //! 58      S     signer public key (ML-DSA-65), DER SPKI
 //! 58+S    4     L, length of the sealed payload
-//! 62+S    L     sealed payload (scheme-specific; AAD = bytes 0..62+S)
+//! 62+S    L     sealed payload (scheme-specific; its AAD starts with bytes 0..58+S)
 //! 62+S+L  2     G, signature length
 //! 64+S+L  G     ML-DSA-65 signature over bytes 0..62+S+L, context "qubesec-kms bundle v2"
 //! ```
@@ -225,6 +225,7 @@ pub struct Verified<'a> {
     /// The exporting node's active version.
     pub exporter_active: u32,
     sealing: Sealing,
+    envelope_end: usize,
     payload_at: usize,
     payload_end: usize,
 }
@@ -255,6 +256,7 @@ pub fn verify<'a>(bundle: &'a [u8], trusted: &TrustedSigners, recipient_key: &Ke
     let exporter_active = u32::from_be_bytes(r.array::<4>()?);
     let spki_len = usize::from(u16::from_be_bytes(r.array::<2>()?));
     let spki = r.take(spki_len)?;
+    let envelope_end = r.pos;
     let payload_len = u32::from_be_bytes(r.array::<4>()?) as usize;
     let payload_at = r.pos;
     r.take(payload_len)?;
@@ -291,7 +293,16 @@ pub fn verify<'a>(bundle: &'a [u8], trusted: &TrustedSigners, recipient_key: &Ke
             hex::encode(recipient_fp)
         )));
     }
-    Ok(Verified { bytes: bundle, signer: *signer.as_bytes(), created_ms, exporter_active, sealing, payload_at, payload_end })
+    Ok(Verified {
+        bytes: bundle,
+        signer: *signer.as_bytes(),
+        created_ms,
+        exporter_active,
+        sealing,
+        envelope_end,
+        payload_at,
+        payload_end,
+    })
 }
 
 impl Verified<'_> {
@@ -318,7 +329,7 @@ impl Verified<'_> {
         let ct_len = usize::from(u16::from_be_bytes(r.array::<2>()?));
         let ct = KemCiphertext::from_bytes(alg, r.take(ct_len)?).map_err(|e| bad(format!("KEM ciphertext: {e}")))?;
         let nonce = r.array::<12>()?;
-        let aad = [&self.bytes[..self.payload_at], &payload[..r.pos]].concat();
+        let aad = [&self.bytes[..self.envelope_end], &payload[..r.pos]].concat();
         let ss = recipient_key.decapsulate(&ct).map_err(|_| bad("decapsulation failed"))?;
         let key = wrap_key(ss.as_bytes())?;
         let cipher = Aes256Gcm::new_from_slice(&key).map_err(|e| bad(format!("AES key: {e}")))?;
