@@ -54,6 +54,8 @@ use crate::error::{Error, Result};
 use crate::keyid::KeyId;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a new key object is left to become visible to other writers before the duplicate check.
+const SETTLE: Duration = Duration::from_millis(300);
 const APPLICATION: &[u8] = b"qubesec-kms";
 
 /// Where the token and its keys are.
@@ -97,6 +99,10 @@ struct Keys {
 struct Conn {
     ctx: Pkcs11,
     slot: Slot,
+    /// The session that logged in, never closed while the connection lives:
+    /// closing a token's last session logs the user out (PKCS#11 §5.6), so
+    /// pooled sessions dropped after an error must never be the last one.
+    login: Mutex<Option<Session>>,
     pool: Mutex<Vec<Session>>,
     keys: RwLock<Keys>,
 }
@@ -177,6 +183,24 @@ fn marker_label(prefix: &str) -> String {
     format!("{prefix}/active")
 }
 
+/// Attributes of an object another process may have destroyed since it was
+/// found: `None` when it is gone.
+fn attributes(s: &Session, h: ObjectHandle, types: &[AttributeType]) -> cryptoki::error::Result<Option<Vec<Attribute>>> {
+    match s.get_attributes(h, types) {
+        Ok(a) => Ok(Some(a)),
+        Err(CkError::Pkcs11(RvError::ObjectHandleInvalid, _)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Destroys an object, accepting that another process destroyed it first.
+fn destroy(s: &Session, h: ObjectHandle) -> cryptoki::error::Result<()> {
+    match s.destroy_object(h) {
+        Err(CkError::Pkcs11(RvError::ObjectHandleInvalid, _)) => Ok(()),
+        other => other,
+    }
+}
+
 /// The version in a KEK label `<prefix>/v<N>`, strictly: `N` is decimal
 /// digits only, no sign, no leading zero, and fits `1..=u32::MAX`.
 pub fn parse_version_label(prefix: &str, label: &str) -> Option<u32> {
@@ -223,7 +247,21 @@ impl Pkcs11Backend {
     /// [`Error::Unavailable`] if the token is absent.
     pub fn connect(config: Pkcs11Config) -> Result<Self> {
         let backend = Self::new(config);
-        let conn = backend.open_conn()?;
+        // A token shared by several processes can answer a login with a
+        // transient error (SoftHSM2 does under contention): retry those few
+        // times. A refused PIN is an `Error::Pkcs11` and is never retried.
+        let mut attempt = 0;
+        let conn = loop {
+            match backend.open_conn() {
+                Err(Error::Unavailable(why)) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(error = %why, attempt, "PKCS#11 connect failed; retrying");
+                    let pause = qubesec_core::rand::bytes(1).map(|b| u64::from(b[0])).unwrap_or(100);
+                    std::thread::sleep(Duration::from_millis(50 + 2 * pause));
+                }
+                other => break other?,
+            }
+        };
         *backend.conn.write().map_err(|_| poisoned())? = Some(conn);
         Ok(backend)
     }
@@ -320,7 +358,8 @@ impl Pkcs11Backend {
         Ok(Conn {
             ctx,
             slot,
-            pool: Mutex::new(vec![session]),
+            login: Mutex::new(Some(session)),
+            pool: Mutex::new(Vec::new()),
             keys: RwLock::new(Keys { active: 0, by_version: BTreeMap::new(), highest: 0, marker_seq: 0 }),
         })
     }
@@ -332,7 +371,9 @@ impl Pkcs11Backend {
             let template = [Attribute::Class(ObjectClass::SECRET_KEY), Attribute::KeyType(KeyType::AES)];
             let mut found: BTreeMap<u32, Vec<Candidate>> = BTreeMap::new();
             for handle in s.find_objects(&template)? {
-                let attrs = s.get_attributes(handle, &[AttributeType::Label, AttributeType::Id])?;
+                let Some(attrs) = attributes(s, handle, &[AttributeType::Label, AttributeType::Id])? else {
+                    continue;
+                };
                 let (mut label, mut id) = (None, None);
                 for a in attrs {
                     match a {
@@ -349,7 +390,7 @@ impl Pkcs11Backend {
             let mlabel = marker_label(prefix);
             let mtemplate = [Attribute::Class(ObjectClass::DATA), Attribute::Label(mlabel.into_bytes())];
             for handle in s.find_objects(&mtemplate)? {
-                for a in s.get_attributes(handle, &[AttributeType::Value])? {
+                for a in attributes(s, handle, &[AttributeType::Value])?.unwrap_or_default() {
                     if let Attribute::Value(v) = a
                         && let Some(m) = parse_marker(&v)
                     {
@@ -399,12 +440,14 @@ impl Pkcs11Backend {
                 if handle == new {
                     continue;
                 }
-                let older = s.get_attributes(handle, &[AttributeType::Value])?.into_iter().any(|a| match a {
-                    Attribute::Value(v) => parse_marker(&v).is_none_or(|m| m < (seq, version)),
-                    _ => false,
+                let older = attributes(s, handle, &[AttributeType::Value])?.unwrap_or_default().into_iter().any(|a| {
+                    match a {
+                        Attribute::Value(v) => parse_marker(&v).is_none_or(|m| m < (seq, version)),
+                        _ => false,
+                    }
                 });
                 if older {
-                    s.destroy_object(handle)?;
+                    destroy(s, handle)?;
                 }
             }
             Ok(())
@@ -429,11 +472,33 @@ impl Pkcs11Backend {
                 Attribute::Label(label.clone().into_bytes()),
                 Attribute::Id(uid.to_vec()),
             ];
-            let mine = s.generate_key(&Mechanism::AesKeyGen, &template)?;
+            match s.generate_key(&Mechanism::AesKeyGen, &template) {
+                Ok(_) => {}
+                // A busy shared token may fail a generation outright
+                // (SoftHSM2 under contention); the caller tries again.
+                Err(CkError::Pkcs11(RvError::FunctionFailed, _)) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            // Let a concurrent writer's object become visible (tokens shared
+            // through files, like SoftHSM2, publish new objects with a lag),
+            // then look for any other object under this label, by CKA_ID
+            // (handles are not stable identities across re-indexing).
+            std::thread::sleep(SETTLE);
             let same = [Attribute::Class(ObjectClass::SECRET_KEY), Attribute::Label(label.clone().into_bytes())];
-            let others = s.find_objects(&same)?.into_iter().filter(|h| *h != mine).count();
-            if others > 0 {
-                s.destroy_object(mine)?;
+            let mut mine = Vec::new();
+            let mut others = 0;
+            for h in s.find_objects(&same)? {
+                let Some(attrs) = attributes(s, h, &[AttributeType::Id])? else { continue };
+                let is_mine = attrs.into_iter().any(|a| match a {
+                    Attribute::Id(i) => i == uid,
+                    _ => false,
+                });
+                if is_mine { mine.push(h) } else { others += 1 }
+            }
+            if others > 0 || mine.is_empty() {
+                for h in mine {
+                    destroy(s, h)?;
+                }
                 return Ok(None);
             }
             Ok(Some(KeyId::derive(version, &uid, b"pkcs11")))
@@ -655,6 +720,9 @@ impl Drop for Conn {
     fn drop(&mut self) {
         if let Ok(mut pool) = self.pool.lock() {
             pool.clear();
+        }
+        if let Ok(mut login) = self.login.lock() {
+            login.take();
         }
         let _ = self.ctx.clone().finalize();
     }
