@@ -42,14 +42,23 @@ fn key_args(dir: &Path, key: &Path) -> Vec<String> {
     vec!["--keystore".into(), dir.display().to_string(), "--master-key-file".into(), key.display().to_string()]
 }
 
-/// Runs `args`, SIGKILLs it after `delay`; returns whether it was killed mid-run.
-fn run_and_kill(args: &[String], delay: Duration) -> bool {
+/// Runs `args` and SIGKILLs it after `delay` unless it finished first.
+/// Returns `None` when it was killed mid-run, or how long it took.
+fn run_and_kill(args: &[String], delay: Duration) -> Option<Duration> {
+    let started = Instant::now();
     let mut child = Command::new(common::BIN).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    std::thread::sleep(delay);
-    let running = child.try_wait().unwrap().is_none();
-    let _ = child.kill();
-    let status = child.wait().unwrap();
-    running && !status.success()
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{args:?} failed on its own");
+            return Some(started.elapsed());
+        }
+        if started.elapsed() >= delay {
+            let _ = child.kill(); // SIGKILL
+            let status = child.wait().unwrap();
+            return if status.success() { Some(started.elapsed()) } else { None };
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
 }
 
 fn timed(args: &[String]) -> Duration {
@@ -151,7 +160,14 @@ async fn sigkill_at_random_points_never_corrupts_loses_or_half_applies() {
         a.extend(key_args(&l_dir, &l_key));
         (a, name)
     };
-    let full = timed(&op_args(Op::Stage).0).max(timed(&op_args(Op::Import(1)).0));
+    // Per operation, an estimate of one run (updated from runs that finished),
+    // to spread the kills over the whole run.
+    let mut est: BTreeMap<&str, Duration> = BTreeMap::new();
+    est.insert("stage", timed(&op_args(Op::Stage).0));
+    est.insert("activate", timed(&op_args(Op::Activate(2)).0));
+    est.insert("rotate", timed(&op_args(Op::Rotate).0));
+    est.insert("retire", timed(&op_args(Op::Retire(2)).0));
+    est.insert("import", timed(&op_args(Op::Import(1)).0));
 
     let mut sealed_l = Sealed(BTreeMap::new());
     let mut sealed_i = Sealed(BTreeMap::new());
@@ -178,8 +194,13 @@ async fn sigkill_at_random_points_never_corrupts_loses_or_half_applies() {
         };
         let (args, name) = op_args(op);
         let r = qubesec_core::rand::bytes(2).unwrap();
-        let delay = full.mul_f64(1.3 * f64::from(u16::from_be_bytes([r[0], r[1]])) / 65535.0);
-        let was_killed = run_and_kill(&args, delay);
+        let delay = est[name].mul_f64(1.2 * f64::from(u16::from_be_bytes([r[0], r[1]])) / 65535.0);
+        let outcome = run_and_kill(&args, delay);
+        let was_killed = outcome.is_none();
+        if let Some(took) = outcome {
+            let e = est.get_mut(name).unwrap();
+            *e = e.mul_f64(0.7) + took.mul_f64(0.3);
+        }
         *if was_killed { killed.entry(name) } else { completed.entry(name) }.or_default() += 1;
 
         let after = snapshot(ks, key);
@@ -216,7 +237,7 @@ async fn sigkill_at_random_points_never_corrupts_loses_or_half_applies() {
         .collect();
     let total_killed: usize = killed.values().sum();
     eprintln!(
-        "{TRIALS} SIGKILL trials in {:.1} s (one operation takes ~{full:?}): killed mid-run {killed:?}, completed {completed:?}; \
+        "{TRIALS} SIGKILL trials in {:.1} s (run-time estimates {est:?}): killed mid-run {killed:?}, completed {completed:?}; \
          temp files left until the next write: {}",
         started.elapsed().as_secs_f64(),
         leftovers.len()
