@@ -69,8 +69,26 @@ fn spawn(bin: &Path, args: &[&str], env: &[(&str, &Path)], log: &Path, name: &'s
     Ok(Guard(cmd.spawn().with_context(|| format!("starting {}", bin.display()))?, name))
 }
 
-fn step(text: &str) {
-    println!("\n== {text}");
+/// The demo's numbered steps: `[i/n] text (mm:ss since the demo started)`.
+struct Progress {
+    started: Instant,
+    step: usize,
+}
+
+/// Steps `run` and `demo` announce: 2 builds, then 7 in the cluster.
+const STEPS: usize = 9;
+
+impl Progress {
+    fn new() -> Self {
+        Self { started: Instant::now(), step: 0 }
+    }
+
+    fn step(&mut self, text: &str) {
+        self.step += 1;
+        let secs = self.started.elapsed().as_secs();
+        println!("\n== [{}/{STEPS}] {text}  ({}:{:02})", self.step, secs / 60, secs % 60);
+        let _ = std::io::stdout().flush();
+    }
 }
 
 /// One applied sample: its API resource and name.
@@ -80,10 +98,18 @@ struct Sample {
 }
 
 pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
-    // The Kubernetes binaries (cached under target/testenv after the first build).
-    crate::testenv::run(crate::testenv::Command::Build { force: false })?;
-    util::cargo(&["build", "--quiet", "-p", "qubesec-kms", "-p", "qubesec-operator", "-p", "qubesec-cli"])?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| util::root().join("target"));
+    let mut progress = Progress::new();
+    // Only what the demo runs: kubectl and helm (for the deployment tests) are not built here.
+    progress.step(
+        "Building etcd, kube-apiserver and kube-controller-manager from the Go module proxy \
+         (first run only: about 20 min on 2 cores; cached in target/testenv)",
+    );
+    crate::testenv::gobuild::build(crate::testenv::gobuild::Set::ControlPlane, false)?;
+    let go_built = progress.started.elapsed();
+    progress.step("Building qubesec-kms, qubesec-operator and qubesec (cargo; first run only: a few minutes)");
+    util::cargo(&["build", "-p", "qubesec-kms", "-p", "qubesec-operator", "-p", "qubesec-cli"])?;
+    let built = progress.started.elapsed();
+    let target = target_dir();
     let bin = |name: &str| target.join("debug").join(name);
     let dir = target.join("demo-cluster");
     if dir.exists() {
@@ -91,12 +117,68 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(demo(&dir, &bin("qubesec-kms"), &bin("qubesec-operator"), &bin("qubesec"), keep))
+    let bins = Binaries { kms: bin("qubesec-kms"), operator: bin("qubesec-operator"), cli: bin("qubesec") };
+    runtime.block_on(demo(&dir, &bins, keep, &mut progress))?;
+    let total = progress.started.elapsed();
+    println!(
+        "\ndemo passed in {} (Go builds {}, cargo build {}, the cluster part {})",
+        mmss(total),
+        mmss(go_built),
+        mmss(built.saturating_sub(go_built)),
+        mmss(total.saturating_sub(built)),
+    );
+    print_cache(&target);
+    Ok(())
 }
 
-async fn demo(dir: &Path, kms: &Path, operator: &Path, cli: &Path, keep: bool) -> anyhow::Result<()> {
+/// The project's binaries the demo runs.
+struct Binaries {
+    kms: PathBuf,
+    operator: PathBuf,
+    cli: PathBuf,
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| util::root().join("target"))
+}
+
+fn mmss(d: Duration) -> String {
+    let secs = d.as_secs();
+    format!("{}:{:02}", secs / 60, secs % 60)
+}
+
+/// What the next run reuses: the Go-built binaries and the cargo build, with their sizes.
+fn print_cache(target: &Path) {
+    let cache = qubesec_testenv::layout::cache_dir();
+    println!("cached for the next run (which skips both builds):");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir() && !p.ends_with("gomod")).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    for d in dirs {
+        println!("  {:<60} {:>6} MiB", d.display(), dir_size(&d) / (1024 * 1024));
+    }
+    println!("  {:<60} {:>6} MiB", target.join("debug").display(), dir_size(&target.join("debug")) / (1024 * 1024));
+    println!("  Go's module and build caches: `go env GOMODCACHE GOCACHE`");
+}
+
+/// Bytes under `path` (files only; symlinks not followed).
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+async fn demo(dir: &Path, bins: &Binaries, keep: bool, progress: &mut Progress) -> anyhow::Result<()> {
+    let (kms, operator, cli) = (bins.kms.as_path(), bins.operator.as_path(), bins.cli.as_path());
     let started = Instant::now();
-    step("KMS plugin: software keystore, then `qubesec-kms serve` on a unix socket");
+    progress.step("KMS plugin: software keystore, then `qubesec-kms serve` on a unix socket");
     let keystore = dir.join("keystore");
     let master = dir.join("master.key");
     let socket = dir.join("kms").join("kms.sock");
@@ -134,7 +216,7 @@ async fn demo(dir: &Path, kms: &Path, operator: &Path, cli: &Path, keep: bool) -
     ensure!(status.status.success(), "qubesec-kms status failed: {}", String::from_utf8_lossy(&status.stderr));
     print!("{}", String::from_utf8_lossy(&status.stdout));
 
-    step("Control plane: etcd, kube-apiserver (KMS v2 provider `qubesec`), kube-controller-manager");
+    progress.step("Control plane: etcd, kube-apiserver (KMS v2 provider `qubesec`), kube-controller-manager");
     let enc = dir.join("encryption-config.yaml");
     std::fs::write(
         &enc,
@@ -153,7 +235,7 @@ async fn demo(dir: &Path, kms: &Path, operator: &Path, cli: &Path, keep: bool) -
     println!("apiserver {} ready after {:.1} s", cp.apiserver_url(), started.elapsed().as_secs_f64());
     let client = cp.client();
 
-    step("CRDs from deploy/crds");
+    progress.step("CRDs from deploy/crds");
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut crd_names = Vec::new();
     for path in sorted_yaml(&util::root().join("deploy/crds"))? {
@@ -182,7 +264,7 @@ async fn demo(dir: &Path, kms: &Path, operator: &Path, cli: &Path, keep: bool) -
     }
     println!("{} CRDs established", crd_names.len());
 
-    step("Operator: `qubesec-operator` against the local apiserver");
+    progress.step("Operator: `qubesec-operator` against the local apiserver");
     let op_log = dir.join("operator.log");
     let op_metrics = format!("127.0.0.1:{}", free_port()?);
     let mut op = spawn(
@@ -193,14 +275,14 @@ async fn demo(dir: &Path, kms: &Path, operator: &Path, cli: &Path, keep: bool) -
         "qubesec-operator",
     )?;
 
-    step("Samples from deploy/samples");
+    progress.step("Samples from deploy/samples");
     let samples = apply_samples(&client).await?;
     println!("applied {} resources", samples.len());
 
-    step("Waiting for every resource to be Ready");
+    progress.step("Waiting for every resource to be Ready");
     let statuses = wait_ready(&client, &samples, &mut op, &op_log, &mut plugin, &kms_log).await?;
 
-    step("Report");
+    progress.step("Report");
     println!("{:<26} {:<20} {:<8} FINGERPRINT / RESULT", "KIND", "NAME", "READY");
     for (sample, status) in samples.iter().zip(&statuses) {
         let fp = status.get("fingerprint").or_else(|| status.get("result")).and_then(|v| v.as_str()).unwrap_or("-");
@@ -208,7 +290,7 @@ async fn demo(dir: &Path, kms: &Path, operator: &Path, cli: &Path, keep: bool) -
     }
     report(&client, &cp, dir, cli).await?;
     operator_report(&client, &op_metrics).await?;
-    println!("\ndemo passed in {:.0} s; logs and files in {}", started.elapsed().as_secs_f64(), dir.display());
+    println!("\ncluster part passed in {:.0} s; logs and files in {}", started.elapsed().as_secs_f64(), dir.display());
 
     if keep {
         println!(

@@ -6,7 +6,7 @@
 //! `up` starts them for a person until Ctrl-C. The layout and the versions
 //! live in `qubesec_testenv::layout`, shared with the test harness.
 
-mod gobuild;
+pub(crate) mod gobuild;
 
 use std::time::Instant;
 
@@ -17,7 +17,7 @@ use qubesec_testenv::ControlPlane;
 /// Test-environment subcommands.
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Build etcd, kube-apiserver, kube-controller-manager, kubectl and helm into target/testenv.
+    /// Build etcd, kube-apiserver, kube-controller-manager, kubectl, helm and kube-apiserver 1.31 into target/testenv.
     Build {
         /// Rebuild even if the stamp says the binaries are up to date.
         #[arg(long)]
@@ -33,9 +33,9 @@ pub(crate) enum Command {
 
 pub(crate) fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Build { force } => gobuild::build_all(force),
+        Command::Build { force } => gobuild::build(gobuild::Set::All, force),
         Command::Up { keep } => {
-            gobuild::build_all(false)?;
+            gobuild::build(gobuild::Set::ControlPlane, false)?;
             up(keep)
         }
     }

@@ -27,16 +27,52 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
 const K8S_BINARIES: [&str; 2] = ["kube-apiserver", "kube-controller-manager"];
 
-/// Builds whatever is missing or stale; a warm run only checks the stamps.
-pub(crate) fn build_all(force: bool) -> anyhow::Result<()> {
+/// Which binaries a command needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Set {
+    /// etcd, kube-apiserver and kube-controller-manager: what the demo runs.
+    ControlPlane,
+    /// The control plane plus kubectl and helm, which the deployment tests
+    /// use, and the older kube-apiserver the KMS tests use.
+    All,
+}
+
+/// One thing to build, in the order printed as `[i/n]`.
+struct Component {
+    label: &'static str,
+    build: fn(&Path, bool) -> anyhow::Result<()>,
+}
+
+const CONTROL_PLANE: [Component; 2] = [
+    Component { label: "Kubernetes (kube-apiserver, kube-controller-manager)", build: build_kubernetes },
+    Component { label: "etcd", build: build_etcd },
+];
+const TOOLS: [Component; 3] = [
+    Component { label: "kubectl", build: build_kubectl },
+    Component { label: "helm", build: build_helm },
+    Component { label: "kube-apiserver 1.31 (KMS test of older apiservers)", build: build_legacy_apiserver },
+];
+
+/// Builds whatever of `set` is missing or stale; a warm run only checks the stamps.
+/// Prints which component of how many it is on, and the elapsed time.
+pub(crate) fn build(set: Set, force: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let cache = layout::cache_dir();
     let _lock = lock_cache(&cache)?;
-    build_kubernetes(&cache, force)?;
-    build_etcd(&cache, force)?;
-    build_kubectl(&cache, force)?;
-    build_helm(&cache, force)?;
-    build_legacy_apiserver(&cache, force)?;
+    let components: Vec<&Component> = match set {
+        Set::ControlPlane => CONTROL_PLANE.iter().collect(),
+        Set::All => CONTROL_PLANE.iter().chain(TOOLS.iter()).collect(),
+    };
+    let total = components.len();
+    for (i, component) in components.into_iter().enumerate() {
+        eprintln!(
+            "testenv: [{}/{total}] {} ({:.0} s elapsed)",
+            i + 1,
+            component.label,
+            started.elapsed().as_secs_f64()
+        );
+        (component.build)(&cache, force)?;
+    }
     eprintln!("testenv: binaries ready in {} ({:.1} s)", cache.display(), started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -387,6 +423,7 @@ impl GoToolchain {
         std::fs::write(dir.join("go.mod"), gomod)
             .with_context(|| format!("could not write {}/go.mod", dir.display()))?;
         let started = Instant::now();
+        eprintln!("testenv: resolving and downloading modules in {} (minutes on a cold module cache)", dir.display());
         let status = self.command(dir).args(["mod", "tidy"]).status().context("could not run `go mod tidy`")?;
         ensure!(status.success(), "`go mod tidy` failed in {}", dir.display());
         eprintln!("testenv: resolved modules in {} ({:.1} s)", dir.display(), started.elapsed().as_secs_f64());
