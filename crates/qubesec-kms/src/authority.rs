@@ -139,7 +139,9 @@ impl<S> NormalizeAuthority<S> {
         let mut body = payload;
         if flags & PADDED != 0 {
             let (&pad, rest) = body.split_first().ok_or_else(|| protocol("empty padded HEADERS".into()))?;
-            body = rest.get(..rest.len().saturating_sub(usize::from(pad))).filter(|_| usize::from(pad) <= rest.len())
+            body = rest
+                .get(..rest.len().saturating_sub(usize::from(pad)))
+                .filter(|_| usize::from(pad) <= rest.len())
                 .ok_or_else(|| protocol("HEADERS padding longer than the frame".into()))?;
         }
         let mut priority = None;

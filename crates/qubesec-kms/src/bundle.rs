@@ -99,7 +99,8 @@ impl Recipient {
     /// # Errors
     /// [`Error::Bundle`] for an unusable key or a fingerprint mismatch.
     pub fn from_pem(pem: &[u8], expected: &str) -> Result<Self> {
-        let expected = identity::parse_fingerprint(expected).map_err(|e| bad(format!("--recipient-fingerprint: {e}")))?;
+        let expected =
+            identity::parse_fingerprint(expected).map_err(|e| bad(format!("--recipient-fingerprint: {e}")))?;
         let public = PublicKey::from_pem(pem).map_err(|e| bad(format!("recipient public key: {e}")))?;
         let fingerprint = Fingerprint::of_public_key(&public).map_err(|e| bad(format!("recipient public key: {e}")))?;
         if fingerprint.as_bytes() != &expected {
@@ -159,7 +160,9 @@ fn seal_1(recipient: &KemPublicKey, envelope: &[u8], plain: &[u8]) -> Result<Vec
     let mut head = Vec::new();
     head.push(u8::try_from(name.len()).map_err(|_| bad("algorithm name too long"))?);
     head.extend_from_slice(name.as_bytes());
-    head.extend_from_slice(&u16::try_from(ct.as_bytes().len()).map_err(|_| bad("KEM ciphertext too long"))?.to_be_bytes());
+    head.extend_from_slice(
+        &u16::try_from(ct.as_bytes().len()).map_err(|_| bad("KEM ciphertext too long"))?.to_be_bytes(),
+    );
     head.extend_from_slice(ct.as_bytes());
     let nonce = crate::envelope::random_nonce()?;
     head.extend_from_slice(&nonce);
@@ -197,7 +200,10 @@ impl TrustedSigners {
         let public = PublicKey::from_pem(spec).map_err(|e| bad(format!("--trusted-signer: {e}")))?;
         let alg = public.algorithm();
         if alg != qubesec_core::Algorithm::Signature(identity::ALGORITHM) {
-            return Err(bad(format!("--trusted-signer: a node identity is {}, this key is {alg}", identity::ALGORITHM)));
+            return Err(bad(format!(
+                "--trusted-signer: a node identity is {}, this key is {alg}",
+                identity::ALGORITHM
+            )));
         }
         let fp = Fingerprint::of_public_key(&public).map_err(|e| bad(format!("--trusted-signer: {e}")))?;
         self.fingerprints.push(*fp.as_bytes());

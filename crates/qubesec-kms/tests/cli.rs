@@ -16,8 +16,11 @@ async fn passphrase_keystore_serves_and_bad_inputs_fail_clearly() {
     write_secret(&pass, b"a long passphrase for the keystore\n");
     let fast = ["--argon2-memory-mib", "19", "--argon2-passes", "2"];
     let out = run_ok(
-        &[&["keystore", "init", "--keystore", ks.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap()][..], &fast[..]]
-            .concat(),
+        &[
+            &["keystore", "init", "--keystore", ks.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap()][..],
+            &fast[..],
+        ]
+        .concat(),
         &[],
     );
     assert!(out.contains("qubesec-kms/v1/"), "{out}");
@@ -88,7 +91,10 @@ async fn passphrase_keystore_serves_and_bad_inputs_fail_clearly() {
     reports(pass_source(&pass), "is not a qubesec-kms keystore").await;
     std::fs::write(&file, &good).unwrap();
     // A one-shot command fails with the same reason.
-    let out = run(&["keystore", "list", "--keystore", ks.to_str().unwrap(), "--passphrase-file", wrong.to_str().unwrap()], &[]);
+    let out = run(
+        &["keystore", "list", "--keystore", ks.to_str().unwrap(), "--passphrase-file", wrong.to_str().unwrap()],
+        &[],
+    );
     assert!(!out.status.success() && stderr(&out).contains("wrong master key or passphrase"), "{}", stderr(&out));
 
     // init refuses to overwrite; retire of an unknown version is an error.

@@ -126,7 +126,8 @@ async fn sigkill_at_random_points_never_corrupts_loses_or_half_applies() {
     std::fs::write(&kem_pub, kem.public_key().unwrap().to_spki_pem().unwrap()).unwrap();
     let kem_fp = Fingerprint::of_public_key(&kem.public_key().unwrap()).unwrap().to_string();
     let status = e.cli(&["keystore", "status"]);
-    let signer = status.lines().find_map(|l| l.strip_prefix("identity: ")).unwrap().split(' ').next().unwrap().to_owned();
+    let signer =
+        status.lines().find_map(|l| l.strip_prefix("identity: ")).unwrap().split(' ').next().unwrap().to_owned();
     let import_trials = TRIALS / 5;
     let bundles: Vec<PathBuf> = (0..=import_trials)
         .map(|n| {
@@ -134,7 +135,15 @@ async fn sigkill_at_random_points_never_corrupts_loses_or_half_applies() {
                 e.cli(&["rotate", "--stage"]);
             }
             let out = i_root.join(format!("b{n}.bundle"));
-            e.cli(&["export", "--recipient", kem_pub.to_str().unwrap(), "--recipient-fingerprint", &kem_fp, "--out", out.to_str().unwrap()]);
+            e.cli(&[
+                "export",
+                "--recipient",
+                kem_pub.to_str().unwrap(),
+                "--recipient-fingerprint",
+                &kem_fp,
+                "--out",
+                out.to_str().unwrap(),
+            ]);
             out
         })
         .collect();
@@ -210,13 +219,18 @@ async fn sigkill_at_random_points_never_corrupts_loses_or_half_applies() {
         let ok = match op {
             Op::Rotate => unchanged || (lost.is_empty() && added.len() == 1 && after.active == added[0]),
             Op::Stage => unchanged || (lost.is_empty() && added.len() == 1 && after.active == before.active),
-            Op::Activate(v) => lost.is_empty() && added.is_empty() && (after.active == before.active || after.active == v),
+            Op::Activate(v) => {
+                lost.is_empty() && added.is_empty() && (after.active == before.active || after.active == v)
+            }
             Op::Retire(v) => {
                 added.is_empty() && after.active == before.active && (unchanged || (lost.len() == 1 && *lost[0].0 == v))
             }
             Op::Import(_) => lost.is_empty() && after.active == before.active,
         };
-        assert!(ok, "trial {trial} ({op:?}, killed: {was_killed}): half-applied or lost:\nbefore {before:?}\nafter {after:?}");
+        assert!(
+            ok,
+            "trial {trial} ({op:?}, killed: {was_killed}): half-applied or lost:\nbefore {before:?}\nafter {after:?}"
+        );
         let sealed = if importing { &mut sealed_i } else { &mut sealed_l };
         sealed.check(ks, key, &after, trial);
         sealed.add_active(ks, key, trial + 1);

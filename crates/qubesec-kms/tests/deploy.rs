@@ -57,11 +57,18 @@ fn image_static_pod_and_install_guide_agree_on_the_user() {
         let path = vol["hostPath"]["path"].as_str().unwrap();
         let created = path.replace("/var/run/", "/run/");
         assert!(install.contains(path) || install.contains(&created), "docs/kms.md does not create {path}: {install}");
-        assert_eq!(vol["hostPath"]["type"].as_str(), Some("Directory"), "{path}: must exist (owned by {uid}), not be created root-owned");
+        assert_eq!(
+            vol["hostPath"]["type"].as_str(),
+            Some("Directory"),
+            "{path}: must exist (owned by {uid}), not be created root-owned"
+        );
     }
     // Commands that write keys on the host run as that user too.
     assert!(guide.contains(&format!("setpriv --reuid={uid} --regid={gid}")), "docs/kms.md runs qubesec-kms as {uid}");
-    assert!(guide.contains(&format!("d /run/qubesec-kms 0700 {uid} {gid}")), "docs/kms.md recreates the socket directory at boot");
+    assert!(
+        guide.contains(&format!("d /run/qubesec-kms 0700 {uid} {gid}")),
+        "docs/kms.md recreates the socket directory at boot"
+    );
 }
 
 #[test]
@@ -69,6 +76,10 @@ fn liveness_never_touches_the_backend() {
     let pod: serde_yaml::Value = serde_yaml::from_str(&read("deploy/kms/qubesec-kms.yaml")).unwrap();
     let c = &pod["spec"]["containers"][0];
     assert_eq!(c["livenessProbe"]["httpGet"]["path"].as_str(), Some("/livez"));
-    assert_eq!(c["startupProbe"]["httpGet"]["path"].as_str(), Some("/livez"), "a slow HSM at boot must not restart the pod");
+    assert_eq!(
+        c["startupProbe"]["httpGet"]["path"].as_str(),
+        Some("/livez"),
+        "a slow HSM at boot must not restart the pod"
+    );
     assert_eq!(c["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
 }

@@ -207,13 +207,18 @@ async fn encrypt_secrets_end_to_end(source: KeySource, dir: &Path, outage: Optio
     for name in old_names.iter().copied().chain(["after-restart"]) {
         assert_eq!(read_value(cp.client(), name).await, canary(name));
     }
-    eprintln!("[{:.1}s] {:.0} s outage (liveness window {window:?}) ridden out", t0.elapsed().as_secs_f64(), lost_at.elapsed().as_secs_f64());
+    eprintln!(
+        "[{:.1}s] {:.0} s outage (liveness window {window:?}) ridden out",
+        t0.elapsed().as_secs_f64(),
+        lost_at.elapsed().as_secs_f64()
+    );
     assert!(plugin.stop());
 }
 
 /// The static pod's liveness probe: (periodSeconds, failureThreshold).
 fn liveness_probe() -> (Duration, u32) {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/kms/qubesec-kms.yaml")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/kms/qubesec-kms.yaml")).unwrap();
     let pod: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     let probe = &pod["spec"]["containers"][0]["livenessProbe"];
     assert_eq!(probe["httpGet"]["path"].as_str(), Some("/livez"));
@@ -255,7 +260,10 @@ fn encryption_config(path: &Path, socket: &Path) {
 
 async fn create_ns(client: kube::Client) {
     let namespaces: Api<Namespace> = Api::all(client);
-    let ns = Namespace { metadata: ObjectMeta { name: Some(NS.to_owned()), ..ObjectMeta::default() }, ..Namespace::default() };
+    let ns = Namespace {
+        metadata: ObjectMeta { name: Some(NS.to_owned()), ..ObjectMeta::default() },
+        ..Namespace::default()
+    };
     namespaces.create(&PostParams::default(), &ns).await.unwrap();
 }
 
@@ -271,17 +279,27 @@ async fn ha_staged_rotation_keeps_every_secret_readable_through_both_apiservers(
     std::fs::create_dir_all(&b_dir).unwrap();
     let a = KeySource::software(&a_dir);
     // B: a KEM key for bundles; its keystore is created by importing A's.
-    let kem = qubesec_core::PrivateKey::generate(qubesec_core::Algorithm::Kem(qubesec_core::KemAlgorithm::XWing)).unwrap();
+    let kem =
+        qubesec_core::PrivateKey::generate(qubesec_core::Algorithm::Kem(qubesec_core::KemAlgorithm::XWing)).unwrap();
     let (b_key, b_pub) = (b_dir.join("node.key.pem"), b_dir.join("node.pub.pem"));
     common::write_secret(&b_key, kem.to_pkcs8_pem().unwrap().as_bytes());
     std::fs::write(&b_pub, kem.public_key().unwrap().to_spki_pem().unwrap()).unwrap();
     let b_fp = qubesec_core::Fingerprint::of_public_key(&kem.public_key().unwrap()).unwrap().to_string();
     let a_status = a.cli(&["keystore", "status"]);
-    let a_id = a_status.lines().find_map(|l| l.strip_prefix("identity: ")).unwrap().split(' ').next().unwrap().to_owned();
+    let a_id =
+        a_status.lines().find_map(|l| l.strip_prefix("identity: ")).unwrap().split(' ').next().unwrap().to_owned();
     let b = KeySource::Software { keystore: b_dir.join("keystore"), master_key: b_dir.join("master.key") };
     let replicate = |n: u32| {
         let bundle = dir.path().join(format!("a-to-b-{n}.bundle"));
-        a.cli(&["export", "--recipient", b_pub.to_str().unwrap(), "--recipient-fingerprint", &b_fp, "--out", bundle.to_str().unwrap()]);
+        a.cli(&[
+            "export",
+            "--recipient",
+            b_pub.to_str().unwrap(),
+            "--recipient-fingerprint",
+            &b_fp,
+            "--out",
+            bundle.to_str().unwrap(),
+        ]);
         let mut args = vec!["import".to_owned(), "--recipient-key".into(), b_key.display().to_string()];
         args.extend(["--trusted-signer".into(), a_id.clone(), "--in".into(), bundle.display().to_string()]);
         args.extend(b.args());
@@ -371,7 +389,10 @@ async fn ha_staged_rotation_keeps_every_secret_readable_through_both_apiservers(
         assert_eq!(stored_key_id(&cp, name).await, k2, "{name} re-encrypted");
     }
     read_all(&cp, &api_b, &names, "after re-encryption").await;
-    eprintln!("[{:.1}s] staged rotation across two apiservers: every Secret readable at every step", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "[{:.1}s] staged rotation across two apiservers: every Secret readable at every step",
+        t0.elapsed().as_secs_f64()
+    );
     assert!(pa.stop() && pb_.stop());
 }
 

@@ -162,7 +162,10 @@ async fn a_wrong_pin_across_ten_restarts_costs_one_login_attempt() {
     let s = p.wait_healthy(Duration::from_secs(60)).await;
     assert!(s.key_id.starts_with("qubesec-kms/v1/"), "{s:?}");
     assert_eq!(p.log_text().matches("logging in to the PKCS#11 token").count(), 1, "{}", p.log_text());
-    assert!(std::fs::read_dir(&hsm.state_dir).unwrap().next().is_none(), "the rejection is forgotten after a good login");
+    assert!(
+        std::fs::read_dir(&hsm.state_dir).unwrap().next().is_none(),
+        "the rejection is forgotten after a good login"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +177,14 @@ async fn serve_never_exits_over_a_missing_keystore_and_picks_it_up() {
     let mut p = Plugin::spawn(&source, &dir.path().join("kms.sock"), &dir.path().join("p.log"), &[]).await;
     common::wait_unhealthy(&mut p, "no keystore", Duration::from_secs(20)).await;
     let out = common::run_ok(
-        &["keystore", "init", "--keystore", keystore.to_str().unwrap(), "--master-key-file", master_key.to_str().unwrap()],
+        &[
+            "keystore",
+            "init",
+            "--keystore",
+            keystore.to_str().unwrap(),
+            "--master-key-file",
+            master_key.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(out.contains("created"));

@@ -123,13 +123,12 @@ async fn no_pin_identity_or_key_in_new_log_lines_state_files_or_command_output()
     common::write_secret(&pin_file, format!("{wrong_pin}\n").as_bytes());
     let source = KeySource::SoftHsm(common::SoftHsm { pin_file: pin_file.clone(), ..hsm.clone() });
     let log = dir.path().join("pkcs11.log");
-    let mut p = Plugin::spawn(&source, &dir.path().join("p.sock"), &log, &["--log-level", "debug", "--log-format", "json"]).await;
+    let mut p =
+        Plugin::spawn(&source, &dir.path().join("p.sock"), &log, &["--log-level", "debug", "--log-format", "json"])
+            .await;
     common::wait_unhealthy(&mut p, "PIN", std::time::Duration::from_secs(30)).await;
-    let state: Vec<u8> = std::fs::read_dir(&hsm.state_dir)
-        .unwrap()
-        .flatten()
-        .flat_map(|e| std::fs::read(e.path()).unwrap())
-        .collect();
+    let state: Vec<u8> =
+        std::fs::read_dir(&hsm.state_dir).unwrap().flatten().flat_map(|e| std::fs::read(e.path()).unwrap()).collect();
     assert!(!state.is_empty(), "the refusal was recorded");
     common::write_secret(&pin_file, format!("{}\n", common::USER_PIN).as_bytes());
     p.wait_healthy(std::time::Duration::from_secs(60)).await;
@@ -140,19 +139,40 @@ async fn no_pin_identity_or_key_in_new_log_lines_state_files_or_command_output()
     let a = KeySource::software(&dir.path().join("a"));
     a.rotate();
     let mut outputs = a.cli(&["keystore", "status"]);
-    let kem = qubesec_core::PrivateKey::generate(qubesec_core::Algorithm::Kem(qubesec_core::KemAlgorithm::XWing)).unwrap();
+    let kem =
+        qubesec_core::PrivateKey::generate(qubesec_core::Algorithm::Kem(qubesec_core::KemAlgorithm::XWing)).unwrap();
     let (key_pem, pub_pem) = (dir.path().join("b.key.pem"), dir.path().join("b.pub.pem"));
     common::write_secret(&key_pem, kem.to_pkcs8_pem().unwrap().as_bytes());
     std::fs::write(&pub_pem, kem.public_key().unwrap().to_spki_pem().unwrap()).unwrap();
     let fp = qubesec_core::Fingerprint::of_public_key(&kem.public_key().unwrap()).unwrap().to_string();
     let bundle = dir.path().join("b.bundle");
-    outputs += &a.cli(&["export", "--recipient", pub_pem.to_str().unwrap(), "--recipient-fingerprint", &fp, "--out", bundle.to_str().unwrap()]);
-    let signer = outputs.lines().find_map(|l| l.strip_prefix("identity: ")).unwrap().split(' ').next().unwrap().to_owned();
+    outputs += &a.cli(&[
+        "export",
+        "--recipient",
+        pub_pem.to_str().unwrap(),
+        "--recipient-fingerprint",
+        &fp,
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    let signer =
+        outputs.lines().find_map(|l| l.strip_prefix("identity: ")).unwrap().split(' ').next().unwrap().to_owned();
     let b_ks = dir.path().join("b-ks");
     let b_master = dir.path().join("b.master.key");
     let args = [
-        "import", "--recipient-key", key_pem.to_str().unwrap(), "--trusted-signer", &signer, "--in", bundle.to_str().unwrap(),
-        "--keystore", b_ks.to_str().unwrap(), "--master-key-file", b_master.to_str().unwrap(), "--log-level", "debug",
+        "import",
+        "--recipient-key",
+        key_pem.to_str().unwrap(),
+        "--trusted-signer",
+        &signer,
+        "--in",
+        bundle.to_str().unwrap(),
+        "--keystore",
+        b_ks.to_str().unwrap(),
+        "--master-key-file",
+        b_master.to_str().unwrap(),
+        "--log-level",
+        "debug",
     ];
     let out = common::run(&args, &[]);
     assert!(out.status.success(), "{}", common::stderr(&out));
@@ -198,7 +218,9 @@ fn identity_seed(file: &[u8], master: &[u8]) -> Vec<u8> {
     assert_eq!(&file[..8], b"QSKMSIDN");
     let p = u32::from_be_bytes(file[12..16].try_into().unwrap()) as usize;
     let nonce: [u8; 12] = file[16 + p..28 + p].try_into().unwrap();
-    let key = qubesec_core::kdf::derive(qubesec_core::HashAlgorithm::Sha256, master, b"", b"qubesec-kms identity v1", 32).unwrap();
+    let key =
+        qubesec_core::kdf::derive(qubesec_core::HashAlgorithm::Sha256, master, b"", b"qubesec-kms identity v1", 32)
+            .unwrap();
     let cipher = Aes256Gcm::new_from_slice(&key).unwrap();
     cipher
         .decrypt(&Nonce::from(nonce), Payload { msg: &file[32 + p..], aad: &file[..32 + p] })

@@ -74,7 +74,15 @@ impl Node {
     }
 
     fn export_to(&self, to: &Node, out: &std::path::Path) -> String {
-        self.ks.cli(&["export", "--recipient", to.kem_pub.to_str().unwrap(), "--recipient-fingerprint", &to.kem_fp, "--out", out.to_str().unwrap()])
+        self.ks.cli(&[
+            "export",
+            "--recipient",
+            to.kem_pub.to_str().unwrap(),
+            "--recipient-fingerprint",
+            &to.kem_fp,
+            "--out",
+            out.to_str().unwrap(),
+        ])
     }
 
     fn import(&self, bundle: &std::path::Path, trusted: &str) -> std::process::Output {
@@ -375,10 +383,15 @@ async fn pkcs11_concurrent_rotations_never_share_a_version_and_labels_parse_stri
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    assert_eq!(plugin.wait_healthy(std::time::Duration::from_secs(10)).await.key_id, s.key_id, "an alias became active");
+    assert_eq!(
+        plugin.wait_healthy(std::time::Duration::from_secs(10)).await.key_id,
+        s.key_id,
+        "an alias became active"
+    );
     let mut args = vec!["activate".to_owned(), "--version".into(), (top + 1).to_string()];
     args.extend(src.args());
-    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[("SOFTHSM2_CONF", hsm.conf.to_str().unwrap())]);
+    let out =
+        run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[("SOFTHSM2_CONF", hsm.conf.to_str().unwrap())]);
     assert!(!out.status.success() && stderr(&out).contains(&format!("no key version {}", top + 1)), "{}", stderr(&out));
     assert_eq!(open(&plugin, &v1).await.unwrap(), b"under v1");
 }
@@ -393,7 +406,8 @@ async fn pkcs11_token_generated_iv_is_refused_clearly_when_the_token_cannot() {
     let plugin = Plugin::start(&src, &dir.path().join("a.sock"), &dir.path().join("a.log"), &[]).await;
     let sealed = seal(&plugin, b"caller IV").await;
     drop(plugin);
-    let mut iv = Plugin::spawn(&src, &dir.path().join("b.sock"), &dir.path().join("b.log"), &["--token-generated-iv"]).await;
+    let mut iv =
+        Plugin::spawn(&src, &dir.path().join("b.sock"), &dir.path().join("b.log"), &["--token-generated-iv"]).await;
     let why = common::wait_unhealthy(&mut iv, "cannot generate AES-GCM IVs", std::time::Duration::from_secs(20)).await;
     assert!(why.contains("C_EncryptMessage"), "{why}");
     let mut c = iv.client().await;

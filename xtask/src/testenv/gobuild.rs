@@ -148,7 +148,8 @@ fn build_legacy_apiserver(cache: &Path, force: bool) -> anyhow::Result<()> {
     prepare_kubernetes_module(&go, &work, "kube-apiserver-legacy", version, &["kube-apiserver"])?;
     let ldflags = kubernetes_ldflags(version)?;
     start_fresh(&out)?;
-    let secs = go.build(&work, "k8s.io/kubernetes/cmd/kube-apiserver", &ldflags, &out.join("kube-apiserver"), &label)?;
+    let secs =
+        go.build(&work, "k8s.io/kubernetes/cmd/kube-apiserver", &ldflags, &out.join("kube-apiserver"), &label)?;
     write_stamp(&out, &key, &go, &[format!("kube-apiserver: {secs:.0} s")])
 }
 

@@ -185,7 +185,11 @@ fn marker_label(prefix: &str) -> String {
 
 /// Attributes of an object another process may have destroyed since it was
 /// found: `None` when it is gone.
-fn attributes(s: &Session, h: ObjectHandle, types: &[AttributeType]) -> cryptoki::error::Result<Option<Vec<Attribute>>> {
+fn attributes(
+    s: &Session,
+    h: ObjectHandle,
+    types: &[AttributeType],
+) -> cryptoki::error::Result<Option<Vec<Attribute>>> {
     match s.get_attributes(h, types) {
         Ok(a) => Ok(Some(a)),
         Err(CkError::Pkcs11(RvError::ObjectHandleInvalid, _)) => Ok(None),
@@ -215,7 +219,8 @@ pub fn parse_version_label(prefix: &str, label: &str) -> Option<u32> {
 fn parse_marker(value: &[u8]) -> Option<(u64, u32)> {
     let text = std::str::from_utf8(value).ok()?;
     let (seq, version) = text.split_once(' ')?;
-    let canonical = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    let canonical =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     if !canonical(seq) || !canonical(version) {
         return None;
     }
@@ -440,12 +445,11 @@ impl Pkcs11Backend {
                 if handle == new {
                     continue;
                 }
-                let older = attributes(s, handle, &[AttributeType::Value])?.unwrap_or_default().into_iter().any(|a| {
-                    match a {
+                let older =
+                    attributes(s, handle, &[AttributeType::Value])?.unwrap_or_default().into_iter().any(|a| match a {
                         Attribute::Value(v) => parse_marker(&v).is_none_or(|m| m < (seq, version)),
                         _ => false,
-                    }
-                });
+                    });
                 if older {
                     destroy(s, handle)?;
                 }
@@ -709,7 +713,9 @@ impl Pkcs11Backend {
             other => other,
         })?;
         if iv == [0u8; 12] {
-            return Err(Error::Pkcs11("--token-generated-iv: the token returned no IV; refusing the ciphertext".into()));
+            return Err(Error::Pkcs11(
+                "--token-generated-iv: the token returned no IV; refusing the ciphertext".into(),
+            ));
         }
         Ok((iv, [out, tag.to_vec()].concat()))
     }
@@ -832,7 +838,8 @@ mod tests {
     fn version_labels_parse_strictly() {
         assert_eq!(parse_version_label("kek", "kek/v1"), Some(1));
         assert_eq!(parse_version_label("kek", "kek/v4294967295"), Some(u32::MAX));
-        for bad in ["kek/v01", "kek/v+1", "kek/v", "kek/v0", "kek/v-1", "kek/v1 ", "kek/v١", "kek/v4294967296", "kek2/v1"]
+        for bad in
+            ["kek/v01", "kek/v+1", "kek/v", "kek/v0", "kek/v-1", "kek/v1 ", "kek/v١", "kek/v4294967296", "kek2/v1"]
         {
             assert_eq!(parse_version_label("kek", bad), None, "{bad}");
         }

@@ -159,6 +159,7 @@ pub fn open(path: &Path, bytes: &[u8], master: &MasterKey) -> Result<(Header, Ke
             .decrypt(&Nonce::from(nonce), Payload { msg: sealed, aad: &bytes[..HEADER_LEN] })
             .map_err(|_| KeystoreError::WrongMasterKey(path.into()))?,
     );
-    let keys = KeySet::decode(&plain, header.format).map_err(|what| KeystoreError::Corrupt { path: path.into(), what })?;
+    let keys =
+        KeySet::decode(&plain, header.format).map_err(|what| KeystoreError::Corrupt { path: path.into(), what })?;
     Ok((header, keys))
 }

@@ -2,8 +2,8 @@
 //! Argon2id over a passphrase read from a file.
 
 use std::fmt;
-use std::io::Write;
 use std::io::Read;
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 

@@ -84,7 +84,12 @@ impl Keystore {
 
     /// Writes a new identity and then the keystore (the keystore's existence
     /// marks a complete `init`; a stale identity left by a crash is replaced).
-    fn create_locked(&self, source: &MasterKeySource, params: Argon2Params, keys: KeySet) -> Result<Opened, KeystoreError> {
+    fn create_locked(
+        &self,
+        source: &MasterKeySource,
+        params: Argon2Params,
+        keys: KeySet,
+    ) -> Result<Opened, KeystoreError> {
         source.create_key_file_if_missing()?;
         let kdf = source.new_kdf(params)?;
         let master = source.derive(&kdf, &self.file)?;
