@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{KeySource, Plugin, write_secret};
-use qubesec_core::{Algorithm, Fingerprint, KemAlgorithm, PrivateKey};
+use common::{KeySource, Plugin, Receiver};
+use qubesec_core::KemAlgorithm;
 use qubesec_kms::Backend;
 use qubesec_kms::backend::software::SoftwareBackend;
 use qubesec_kms::keystore::{Keystore, MasterKeySource};
@@ -114,20 +114,13 @@ async fn sigkill_at_random_points_never_corrupts_loses_or_half_applies() {
     let e_dir = dir.path().join("e");
     std::fs::create_dir_all(&e_dir).unwrap();
     let e = KeySource::software(&e_dir);
-    let KeySource::Software { keystore: e_ks, master_key: e_key } = e.clone() else { unreachable!() };
     let i_root = dir.path().join("i");
     std::fs::create_dir_all(&i_root).unwrap();
     let i_dir = i_root.join("keystore");
     let i_key = i_root.join("master.key");
-    let kem = PrivateKey::generate(Algorithm::Kem(KemAlgorithm::XWing)).unwrap();
-    let kem_pem = i_root.join("node.key.pem");
-    write_secret(&kem_pem, kem.to_pkcs8_pem().unwrap().as_bytes());
-    let kem_pub = i_root.join("node.pub.pem");
-    std::fs::write(&kem_pub, kem.public_key().unwrap().to_spki_pem().unwrap()).unwrap();
-    let kem_fp = Fingerprint::of_public_key(&kem.public_key().unwrap()).unwrap().to_string();
-    let status = e.cli(&["keystore", "status"]);
-    let signer =
-        status.lines().find_map(|l| l.strip_prefix("identity: ")).unwrap().split(' ').next().unwrap().to_owned();
+    let i = KeySource::Software { keystore: i_dir.clone(), master_key: i_key.clone() };
+    let me = Receiver::new(&i_root, KemAlgorithm::XWing);
+    let signer = e.identity_fingerprint();
     let import_trials = TRIALS / 5;
     let bundles: Vec<PathBuf> = (0..=import_trials)
         .map(|n| {
@@ -135,27 +128,13 @@ async fn sigkill_at_random_points_never_corrupts_loses_or_half_applies() {
                 e.cli(&["rotate", "--stage"]);
             }
             let out = i_root.join(format!("b{n}.bundle"));
-            e.cli(&[
-                "export",
-                "--recipient",
-                kem_pub.to_str().unwrap(),
-                "--recipient-fingerprint",
-                &kem_fp,
-                "--out",
-                out.to_str().unwrap(),
-            ]);
+            e.export_to(&me, &out);
             out
         })
         .collect();
-    let import_args = |n: usize| -> Vec<String> {
-        let mut a: Vec<String> = vec!["import".into(), "--recipient-key".into(), kem_pem.display().to_string()];
-        a.extend(["--trusted-signer".into(), signer.clone(), "--in".into(), bundles[n].display().to_string()]);
-        a.extend(key_args(&i_dir, &i_key));
-        a
-    };
+    let import_args = |n: usize| i.import_args(&me, &signer, &bundles[n]);
     // The first import creates I.
     assert!(timed(&import_args(0)) > Duration::ZERO);
-    let _ = (&e_ks, &e_key);
 
     // How long each operation takes here, to spread the kills over its run.
     let op_args = |op: Op| -> (Vec<String>, &'static str) {

@@ -279,30 +279,13 @@ async fn ha_staged_rotation_keeps_every_secret_readable_through_both_apiservers(
     std::fs::create_dir_all(&b_dir).unwrap();
     let a = KeySource::software(&a_dir);
     // B: a KEM key for bundles; its keystore is created by importing A's.
-    let kem =
-        qubesec_core::PrivateKey::generate(qubesec_core::Algorithm::Kem(qubesec_core::KemAlgorithm::XWing)).unwrap();
-    let (b_key, b_pub) = (b_dir.join("node.key.pem"), b_dir.join("node.pub.pem"));
-    common::write_secret(&b_key, kem.to_pkcs8_pem().unwrap().as_bytes());
-    std::fs::write(&b_pub, kem.public_key().unwrap().to_spki_pem().unwrap()).unwrap();
-    let b_fp = qubesec_core::Fingerprint::of_public_key(&kem.public_key().unwrap()).unwrap().to_string();
-    let a_status = a.cli(&["keystore", "status"]);
-    let a_id =
-        a_status.lines().find_map(|l| l.strip_prefix("identity: ")).unwrap().split(' ').next().unwrap().to_owned();
+    let me = common::Receiver::new(&b_dir, qubesec_core::KemAlgorithm::XWing);
+    let a_id = a.identity_fingerprint();
     let b = KeySource::Software { keystore: b_dir.join("keystore"), master_key: b_dir.join("master.key") };
     let replicate = |n: u32| {
         let bundle = dir.path().join(format!("a-to-b-{n}.bundle"));
-        a.cli(&[
-            "export",
-            "--recipient",
-            b_pub.to_str().unwrap(),
-            "--recipient-fingerprint",
-            &b_fp,
-            "--out",
-            bundle.to_str().unwrap(),
-        ]);
-        let mut args = vec!["import".to_owned(), "--recipient-key".into(), b_key.display().to_string()];
-        args.extend(["--trusted-signer".into(), a_id.clone(), "--in".into(), bundle.display().to_string()]);
-        args.extend(b.args());
+        a.export_to(&me, &bundle);
+        let args = b.import_args(&me, &a_id, &bundle);
         common::run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
     };
     replicate(1);

@@ -26,11 +26,6 @@ fn keks_from_file(file: &[u8], master: &[u8]) -> Vec<Vec<u8>> {
     (0..count).map(|i| body[12 + i * 60 + 28..12 + i * 60 + 60].to_vec()).collect()
 }
 
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_bytes_in_debug_logs() {
     let dir = tempfile::tempdir().unwrap();
@@ -97,13 +92,8 @@ async fn no_secret_bytes_in_debug_logs() {
     secrets.extend(keks.iter().enumerate().map(|(i, k)| (format!("KEK {i}"), k.clone())));
     secrets.extend(plaintexts.iter().enumerate().map(|(i, p)| (format!("plaintext {i}"), p.clone())));
     for (what, bytes) in &secrets {
-        for (form, needle) in [
-            ("raw", bytes.clone()),
-            ("hex", hex::encode(bytes).into_bytes()),
-            ("HEX", hex::encode_upper(bytes).into_bytes()),
-            ("base64", b64(bytes).into_bytes()),
-            ("debug bytes", format!("{:?}", &bytes[..8]).into_bytes()),
-        ] {
+        let debug = ("debug bytes", format!("{:?}", &bytes[..8]).into_bytes());
+        for (form, needle) in common::secret_forms(bytes).into_iter().chain([debug]) {
             assert!(!common::contains(&text, &needle), "{what} ({form}) appears in the debug log");
         }
     }
@@ -139,41 +129,18 @@ async fn no_pin_identity_or_key_in_new_log_lines_state_files_or_command_output()
     let a = KeySource::software(&dir.path().join("a"));
     a.rotate();
     let mut outputs = a.cli(&["keystore", "status"]);
-    let kem =
-        qubesec_core::PrivateKey::generate(qubesec_core::Algorithm::Kem(qubesec_core::KemAlgorithm::XWing)).unwrap();
-    let (key_pem, pub_pem) = (dir.path().join("b.key.pem"), dir.path().join("b.pub.pem"));
-    common::write_secret(&key_pem, kem.to_pkcs8_pem().unwrap().as_bytes());
-    std::fs::write(&pub_pem, kem.public_key().unwrap().to_spki_pem().unwrap()).unwrap();
-    let fp = qubesec_core::Fingerprint::of_public_key(&kem.public_key().unwrap()).unwrap().to_string();
+    let b_dir = dir.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let me = common::Receiver::new(&b_dir, qubesec_core::KemAlgorithm::XWing);
     let bundle = dir.path().join("b.bundle");
-    outputs += &a.cli(&[
-        "export",
-        "--recipient",
-        pub_pem.to_str().unwrap(),
-        "--recipient-fingerprint",
-        &fp,
-        "--out",
-        bundle.to_str().unwrap(),
-    ]);
-    let signer =
-        outputs.lines().find_map(|l| l.strip_prefix("identity: ")).unwrap().split(' ').next().unwrap().to_owned();
+    outputs += &a.export_to(&me, &bundle);
+    let signer = a.identity_fingerprint();
     let b_ks = dir.path().join("b-ks");
     let b_master = dir.path().join("b.master.key");
-    let args = [
-        "import",
-        "--recipient-key",
-        key_pem.to_str().unwrap(),
-        "--trusted-signer",
-        &signer,
-        "--in",
-        bundle.to_str().unwrap(),
-        "--keystore",
-        b_ks.to_str().unwrap(),
-        "--master-key-file",
-        b_master.to_str().unwrap(),
-        "--log-level",
-        "debug",
-    ];
+    let b = KeySource::Software { keystore: b_ks, master_key: b_master };
+    let mut args = b.import_args(&me, &signer, &bundle);
+    args.extend(["--log-level".into(), "debug".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = common::run(&args, &[]);
     assert!(out.status.success(), "{}", common::stderr(&out));
     outputs += &common::stdout(&out);
@@ -191,7 +158,7 @@ async fn no_pin_identity_or_key_in_new_log_lines_state_files_or_command_output()
     let mut secrets: Vec<(String, Vec<u8>)> = vec![
         ("master key".into(), master.clone()),
         ("identity seed".into(), seed),
-        ("kem private key".into(), kem.to_pkcs8_der().unwrap().to_vec()),
+        ("kem private key".into(), std::fs::read(&me.key).unwrap()),
         ("wrong PIN".into(), wrong_pin.as_bytes().to_vec()),
         ("SHA-256 of the wrong PIN".into(), sha2::Sha256::digest(wrong_pin.as_bytes()).to_vec()),
         ("SHA-256 of the PIN file".into(), sha2::Sha256::digest(format!("{wrong_pin}\n").as_bytes()).to_vec()),
@@ -199,12 +166,7 @@ async fn no_pin_identity_or_key_in_new_log_lines_state_files_or_command_output()
     ];
     secrets.extend(keks.iter().enumerate().map(|(i, k)| (format!("KEK {i}"), k.clone())));
     for (what, bytes) in &secrets {
-        for (form, needle) in [
-            ("raw", bytes.clone()),
-            ("hex", hex::encode(bytes).into_bytes()),
-            ("HEX", hex::encode_upper(bytes).into_bytes()),
-            ("base64", b64(bytes).into_bytes()),
-        ] {
+        for (form, needle) in common::secret_forms(bytes) {
             assert!(!common::contains(&text, &needle), "{what} ({form}) appears in a log line or command output");
             assert!(!common::contains(&state, &needle), "{what} ({form}) appears in the PIN state file");
         }

@@ -11,8 +11,8 @@
 
 mod common;
 
-use common::{KeySource, Plugin, run, stderr, write_secret};
-use qubesec_core::{Algorithm, Fingerprint, KemAlgorithm, PrivateKey};
+use common::{KeySource, Plugin, Receiver, run, stderr};
+use qubesec_core::KemAlgorithm;
 use qubesec_kms::pb;
 
 async fn seal(plugin: &Plugin, plaintext: &[u8]) -> pb::EncryptResponse {
@@ -36,9 +36,7 @@ async fn open(plugin: &Plugin, r: &pb::EncryptResponse) -> Result<Vec<u8>, tonic
 struct Node {
     dir: std::path::PathBuf,
     ks: KeySource,
-    kem_key: std::path::PathBuf,
-    kem_pub: std::path::PathBuf,
-    kem_fp: String,
+    me: Receiver,
 }
 
 impl Node {
@@ -46,15 +44,9 @@ impl Node {
     fn joining(root: &std::path::Path, name: &str, alg: KemAlgorithm) -> Node {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        let sk = PrivateKey::generate(Algorithm::Kem(alg)).unwrap();
-        let kem_key = dir.join("node.key.pem");
-        write_secret(&kem_key, sk.to_pkcs8_pem().unwrap().as_bytes());
-        let kem_pub = dir.join("node.pub.pem");
-        let pk = sk.public_key().unwrap();
-        std::fs::write(&kem_pub, pk.to_spki_pem().unwrap()).unwrap();
-        let kem_fp = Fingerprint::of_public_key(&pk).unwrap().to_string();
+        let me = Receiver::new(&dir, alg);
         let ks = KeySource::Software { keystore: dir.join("keystore"), master_key: dir.join("master.key") };
-        Node { dir, ks, kem_key, kem_pub, kem_fp }
+        Node { dir, ks, me }
     }
 
     /// A node with a keystore made by `keystore init`.
@@ -74,21 +66,11 @@ impl Node {
     }
 
     fn export_to(&self, to: &Node, out: &std::path::Path) -> String {
-        self.ks.cli(&[
-            "export",
-            "--recipient",
-            to.kem_pub.to_str().unwrap(),
-            "--recipient-fingerprint",
-            &to.kem_fp,
-            "--out",
-            out.to_str().unwrap(),
-        ])
+        self.ks.export_to(&to.me, out)
     }
 
     fn import(&self, bundle: &std::path::Path, trusted: &str) -> std::process::Output {
-        let mut args = vec!["import".to_owned(), "--recipient-key".into(), self.kem_key.display().to_string()];
-        args.extend(["--trusted-signer".into(), trusted.to_owned(), "--in".into(), bundle.display().to_string()]);
-        args.extend(self.ks.args());
+        let args = self.ks.import_args(&self.me, trusted, bundle);
         run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
     }
 
@@ -109,7 +91,7 @@ async fn replicate(alg: KemAlgorithm) {
     assert!(out.contains("staged: version 2 added inactive"), "{out}");
     let bundle = dir.path().join("a-to-b.bundle");
     let out = a.export_to(&b, &bundle);
-    assert!(out.contains("exported 2 key versions") && out.contains(&b.kem_fp) && out.contains(&a_fp), "{out}");
+    assert!(out.contains("exported 2 key versions") && out.contains(&b.me.fingerprint) && out.contains(&a_fp), "{out}");
     let out = b.import(&bundle, a_pem.to_str().unwrap());
     assert!(out.status.success(), "{}", stderr(&out));
     let text = common::stdout(&out);
@@ -218,8 +200,8 @@ fn forged_replayed_misaddressed_and_tampered_bundles_change_nothing() {
     std::fs::write(&cut, v1).unwrap();
     refused(&cut, &a_fp, "unsigned");
     // Export refuses a recipient key whose fingerprint differs from the one compared out of band.
-    let mut args = vec!["export".to_owned(), "--recipient".into(), c.kem_pub.display().to_string()];
-    args.extend(["--recipient-fingerprint".into(), b.kem_fp.clone(), "--out".into(), "/dev/null".into()]);
+    let mut args = vec!["export".to_owned(), "--recipient".into(), c.me.public.display().to_string()];
+    args.extend(["--recipient-fingerprint".into(), b.me.fingerprint.clone(), "--out".into(), "/dev/null".into()]);
     args.extend(a.ks.args());
     let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     assert!(!out.status.success() && stderr(&out).contains("not the expected"), "{}", stderr(&out));

@@ -292,3 +292,65 @@ pub fn encrypted_object_key_id(protobuf: &[u8]) -> String {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A node's KEM key pair for receiving bundles: PEM files and the fingerprint
+/// compared out of band.
+#[derive(Clone, Debug)]
+pub struct Receiver {
+    pub key: PathBuf,
+    pub public: PathBuf,
+    pub fingerprint: String,
+}
+
+impl Receiver {
+    pub fn new(dir: &Path, alg: qubesec_core::KemAlgorithm) -> Receiver {
+        let sk = qubesec_core::PrivateKey::generate(qubesec_core::Algorithm::Kem(alg)).unwrap();
+        let pk = sk.public_key().unwrap();
+        let key = dir.join("node.key.pem");
+        write_secret(&key, sk.to_pkcs8_pem().unwrap().as_bytes());
+        let public = dir.join("node.pub.pem");
+        std::fs::write(&public, pk.to_spki_pem().unwrap()).unwrap();
+        let fingerprint = qubesec_core::Fingerprint::of_public_key(&pk).unwrap().to_string();
+        Receiver { key, public, fingerprint }
+    }
+}
+
+impl KeySource {
+    /// `export` to `to`, checked against its fingerprint; returns stdout.
+    pub fn export_to(&self, to: &Receiver, out: &Path) -> String {
+        self.cli(&[
+            "export",
+            "--recipient",
+            to.public.to_str().unwrap(),
+            "--recipient-fingerprint",
+            &to.fingerprint,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    }
+
+    /// The node identity fingerprint `keystore status` prints.
+    pub fn identity_fingerprint(&self) -> String {
+        let out = self.cli(&["keystore", "status"]);
+        out.lines().find_map(|l| l.strip_prefix("identity: ")).expect(&out).split(' ').next().unwrap().to_owned()
+    }
+
+    /// `import` arguments for a bundle sealed to `me` and signed by `trusted`.
+    pub fn import_args(&self, me: &Receiver, trusted: &str, bundle: &Path) -> Vec<String> {
+        let mut args = vec!["import".to_owned(), "--recipient-key".into(), me.key.display().to_string()];
+        args.extend(["--trusted-signer".into(), trusted.to_owned(), "--in".into(), bundle.display().to_string()]);
+        args.extend(self.args());
+        args
+    }
+}
+
+/// The forms a leaked secret could take in text: raw, hex, HEX, base64.
+pub fn secret_forms(bytes: &[u8]) -> [(&'static str, Vec<u8>); 4] {
+    use base64::Engine;
+    [
+        ("raw", bytes.to_vec()),
+        ("hex", hex::encode(bytes).into_bytes()),
+        ("HEX", hex::encode_upper(bytes).into_bytes()),
+        ("base64", base64::engine::general_purpose::STANDARD.encode(bytes).into_bytes()),
+    ]
+}
