@@ -129,6 +129,11 @@ pub async fn run<B: Backend>(
         )),
         None => None,
     };
+    // One attempt to open the backend before the socket exists, so a first
+    // Status finds it ready when it can be; a failure is not fatal (the
+    // refresh loop retries with backoff and Status reports why).
+    let first = Arc::clone(&backend);
+    let _ = tokio::task::spawn_blocking(move || first.refresh()).await;
     let listener = bind_socket(&config.socket).await?;
     let ready = Arc::new(AtomicBool::new(false));
 
