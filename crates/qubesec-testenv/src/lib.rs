@@ -16,7 +16,7 @@
 //! deployment tests ([`kubectl_path`], [`helm_path`]) and an older
 //! kube-apiserver ([`legacy_apiserver_path`], [`LEGACY_APISERVER_VERSION`]),
 //! with the same policy. A second kube-apiserver on the same etcd
-//! ([`ControlPlane::start_second_apiserver`]) gives tests an HA shape.
+//! ([`ControlPlane::start_extra_apiserver`]) gives tests an HA shape.
 //!
 //! Every process started is stopped by pid (SIGTERM, then SIGKILL) when the
 //! [`ControlPlane`] is stopped or dropped, including when a test panics; then
