@@ -1,47 +1,90 @@
 //! The PIN-rejection state that survives restarts: after a token refuses a
-//! PIN, a salted Argon2id digest of it is written to a state file, so that
-//! no process (this one, a restarted one, a CLI run) tries the same PIN on
-//! that token again until the PIN file holds something else.
+//! PIN, the *identity of the PIN file* that held it is written to a state
+//! file, so that no process (this one, a restarted one, a CLI run) tries
+//! that file's PIN on that token again until the file is rewritten.
 //!
-//! The file never holds the PIN or an unkeyed hash of it: only a random
-//! 16-byte salt (new for every record) and Argon2id(PIN, salt) with the
-//! costs written beside them. One file per token, named after a hash of the
-//! module path, token label and serial number.
+//! The state file says nothing about the PIN: not the PIN, not a hash of it
+//! (a PIN is low-entropy, so any digest of it, salted or slow, can be
+//! brute-forced offline), not even its length. It records where the PIN came
+//! from: the file's device and inode and its modification and status-change
+//! times, read from the descriptor the PIN was read through. Writing the PIN
+//! file in any way (editing it, replacing it, a Secret volume's atomic swap)
+//! changes at least one of them, and that is what "the operator fixed the
+//! PIN" looks like. Rewriting the same wrong PIN therefore costs one more
+//! attempt, once per deliberate write, never once per restart.
 //!
 //! ```text
 //! qubesec-kms pin state v1
-//! argon2id m=<KiB> t=<passes> p=<lanes>
-//! salt <32 hex>
-//! rejected <64 hex>
+//! rejected-pin-file dev=<u64> ino=<u64> mtime=<sec>.<nsec> ctime=<sec>.<nsec>
 //! ```
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
-
-use crate::keystore::Argon2Params;
 
 const HEADER: &str = "qubesec-kms pin state v1";
+const RECORD: &str = "rejected-pin-file ";
 
-/// The digest costs. The input is a low-entropy PIN, so the digest is slow
-/// (and salted, so one file says nothing about another token's PIN).
-pub const DIGEST_PARAMS: Argon2Params = Argon2Params { m_cost: 64 * 1024, t_cost: 3, p_cost: 1 };
+/// Which PIN file content a login used: the file's device, inode and times.
+/// Equal identities mean the file has not been written since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinFileIdentity {
+    dev: u64,
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl PinFileIdentity {
+    /// The identity of the file `meta` describes (take it from the open
+    /// descriptor the PIN was read through).
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    fn to_line(self) -> String {
+        format!(
+            "{RECORD}dev={} ino={} mtime={}.{:09} ctime={}.{:09}",
+            self.dev, self.ino, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1
+        )
+    }
+
+    fn parse(line: &str) -> Result<Self, String> {
+        let rest = line.strip_prefix(RECORD).ok_or("missing the rejected-pin-file line")?;
+        let (mut dev, mut ino, mut mtime, mut ctime) = (None, None, None, None);
+        for part in rest.split(' ') {
+            let (k, v) = part.split_once('=').ok_or("bad rejected-pin-file line")?;
+            match k {
+                "dev" => dev = Some(v.parse::<u64>().map_err(|_| "bad dev")?),
+                "ino" => ino = Some(v.parse::<u64>().map_err(|_| "bad ino")?),
+                "mtime" => mtime = Some(parse_time(v)?),
+                "ctime" => ctime = Some(parse_time(v)?),
+                _ => return Err(format!("unknown field {k:?}")),
+            }
+        }
+        match (dev, ino, mtime, ctime) {
+            (Some(dev), Some(ino), Some(mtime), Some(ctime)) => Ok(Self { dev, ino, mtime, ctime }),
+            _ => Err("incomplete rejected-pin-file line".into()),
+        }
+    }
+}
+
+fn parse_time(v: &str) -> Result<(i64, i64), String> {
+    let (s, ns) = v.split_once('.').ok_or("bad time")?;
+    Ok((s.parse().map_err(|_| "bad seconds")?, ns.parse().map_err(|_| "bad nanoseconds")?))
+}
 
 /// One token's state file.
 #[derive(Debug, Clone)]
 pub struct PinState {
     path: PathBuf,
-}
-
-/// A rejected PIN as recorded.
-struct Record {
-    params: Argon2Params,
-    salt: [u8; 16],
-    digest: [u8; 32],
 }
 
 impl PinState {
@@ -63,36 +106,24 @@ impl PinState {
         &self.path
     }
 
-    /// Whether `pin` is the PIN recorded as rejected. `Ok(None)` when nothing
-    /// is recorded.
+    /// Whether the PIN file as it is now (`pin_file`) is the one whose PIN the
+    /// token refused. `Ok(None)` when nothing is recorded.
     ///
     /// # Errors
     /// A message when the state file exists but cannot be read or parsed
     /// (the caller must then not log in: it cannot tell).
-    pub fn is_rejected(&self, pin: &[u8]) -> Result<Option<bool>, String> {
-        let Some(record) = self.read()? else { return Ok(None) };
-        let digest = digest(pin, &record.salt, record.params)?;
-        Ok(Some(bool::from(digest.ct_eq(&record.digest))))
+    pub fn is_rejected(&self, pin_file: PinFileIdentity) -> Result<Option<bool>, String> {
+        let Some(recorded) = self.read()? else { return Ok(None) };
+        Ok(Some(recorded == pin_file))
     }
 
-    /// Records `pin` as rejected (atomically, mode 0600, directory 0700).
+    /// Records that the token refused the PIN read from `pin_file`
+    /// (atomically, mode 0600, directory 0700).
     ///
     /// # Errors
     /// A message naming the file when it cannot be written.
-    pub fn record_rejected(&self, pin: &[u8]) -> Result<(), String> {
-        let mut salt = [0u8; 16];
-        qubesec_core::rand::fill(&mut salt).map_err(|e| format!("randomness: {e}"))?;
-        let d = digest(pin, &salt, DIGEST_PARAMS)?;
-        let p = DIGEST_PARAMS;
-        let text = format!(
-            "{HEADER}\nargon2id m={} t={} p={}\nsalt {}\nrejected {}\n",
-            p.m_cost,
-            p.t_cost,
-            p.p_cost,
-            hex::encode(salt),
-            hex::encode(*d)
-        );
-        self.write(text.as_bytes())
+    pub fn record_rejected(&self, pin_file: PinFileIdentity) -> Result<(), String> {
+        self.write(format!("{HEADER}\n{}\n", pin_file.to_line()).as_bytes())
     }
 
     /// Forgets a recorded rejection (after a successful login).
@@ -107,7 +138,7 @@ impl PinState {
         }
     }
 
-    fn read(&self) -> Result<Option<Record>, String> {
+    fn read(&self) -> Result<Option<PinFileIdentity>, String> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -135,70 +166,58 @@ impl PinState {
     }
 }
 
-fn digest(pin: &[u8], salt: &[u8; 16], params: Argon2Params) -> Result<Zeroizing<[u8; 32]>, String> {
-    params.check_bounds()?;
-    let p = argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(32)).map_err(|e| e.to_string())?;
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
-    let mut out = Zeroizing::new([0u8; 32]);
-    argon.hash_password_into(pin, salt, out.as_mut_slice()).map_err(|e| format!("Argon2id: {e}"))?;
-    Ok(out)
-}
-
-fn parse(text: &str) -> Result<Record, String> {
+fn parse(text: &str) -> Result<PinFileIdentity, String> {
     let mut lines = text.lines();
     if lines.next() != Some(HEADER) {
         return Err("not a qubesec-kms pin state file".into());
     }
-    let costs = lines.next().and_then(|l| l.strip_prefix("argon2id ")).ok_or("missing the argon2id line")?;
-    let mut m = None;
-    let mut t = None;
-    let mut p = None;
-    for part in costs.split(' ') {
-        let (k, v) = part.split_once('=').ok_or("bad argon2id line")?;
-        let v: u32 = v.parse().map_err(|_| "bad argon2id cost")?;
-        match k {
-            "m" => m = Some(v),
-            "t" => t = Some(v),
-            "p" => p = Some(v),
-            _ => return Err("bad argon2id line".into()),
-        }
-    }
-    let (Some(m_cost), Some(t_cost), Some(p_cost)) = (m, t, p) else { return Err("bad argon2id line".into()) };
-    let mut salt = [0u8; 16];
-    let salt_hex = lines.next().and_then(|l| l.strip_prefix("salt ")).ok_or("missing the salt line")?;
-    hex::decode_to_slice(salt_hex, &mut salt).map_err(|_| "bad salt")?;
-    let mut digest = [0u8; 32];
-    let d_hex = lines.next().and_then(|l| l.strip_prefix("rejected ")).ok_or("missing the rejected line")?;
-    hex::decode_to_slice(d_hex, &mut digest).map_err(|_| "bad digest")?;
-    Ok(Record { params: Argon2Params { m_cost, t_cost, p_cost }, salt, digest })
+    PinFileIdentity::parse(lines.next().ok_or("missing the rejected-pin-file line")?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn identity(path: &Path) -> PinFileIdentity {
+        PinFileIdentity::of(&std::fs::File::open(path).unwrap().metadata().unwrap())
+    }
+
     #[test]
-    fn records_and_recognises_a_rejected_pin_without_storing_it() {
+    fn records_the_pin_file_not_the_pin_and_notices_a_rewrite() {
         let dir = tempfile::tempdir().unwrap();
+        let pin_file = dir.path().join("pin");
+        std::fs::write(&pin_file, "123456\n").unwrap();
         let s = PinState::for_token(&dir.path().join("state"), Path::new("/m.so"), "tok", "0001");
-        assert_eq!(s.is_rejected(b"123456").unwrap(), None);
-        s.record_rejected(b"123456").unwrap();
-        assert_eq!(s.is_rejected(b"123456").unwrap(), Some(true));
-        assert_eq!(s.is_rejected(b"654321").unwrap(), Some(false));
+        assert_eq!(s.is_rejected(identity(&pin_file)).unwrap(), None);
+        s.record_rejected(identity(&pin_file)).unwrap();
+        assert_eq!(s.is_rejected(identity(&pin_file)).unwrap(), Some(true), "same file, same PIN: refused");
+
         let text = std::fs::read_to_string(s.path()).unwrap();
         assert!(!text.contains("123456"));
-        assert!(!text.contains(&hex::encode(Sha256::digest(b"123456"))), "no unkeyed hash");
+        assert!(!text.contains(&hex::encode(Sha256::digest(b"123456"))), "no hash of the PIN");
+        assert!(!text.contains(&hex::encode(Sha256::digest(b"123456\n"))), "no hash of the PIN file");
+        assert!(!text.contains("size") && !text.contains(" 7 "), "not even the PIN's length");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(s.path()).unwrap().permissions().mode() & 0o777, 0o600);
-        // A fresh salt per record: the same PIN recorded twice gives different files.
-        s.record_rejected(b"123456").unwrap();
-        assert_ne!(std::fs::read_to_string(s.path()).unwrap(), text);
+
+        // The operator writes the file (here, in place, with a new PIN): a new identity.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&pin_file, "654321\n").unwrap();
+        assert_eq!(s.is_rejected(identity(&pin_file)).unwrap(), Some(false));
+        // Replaced by rename (how a Secret volume updates): a new identity too.
+        let fresh = dir.path().join("pin.new");
+        std::fs::write(&fresh, "123456\n").unwrap();
+        std::fs::rename(&fresh, &pin_file).unwrap();
+        assert_eq!(s.is_rejected(identity(&pin_file)).unwrap(), Some(false));
+
         s.clear().unwrap();
-        assert_eq!(s.is_rejected(b"123456").unwrap(), None);
+        assert_eq!(s.is_rejected(identity(&pin_file)).unwrap(), None);
         // Another token has another file.
         let other = PinState::for_token(&dir.path().join("state"), Path::new("/m.so"), "tok", "0002");
         assert_ne!(other.path(), s.path());
         std::fs::write(s.path(), "garbage").unwrap();
-        assert!(s.is_rejected(b"1").is_err());
+        assert!(s.is_rejected(identity(&pin_file)).is_err());
+        std::fs::write(s.path(), format!("{HEADER}\n{RECORD}dev=1 ino=2\n")).unwrap();
+        assert!(s.is_rejected(identity(&pin_file)).is_err(), "an incomplete record is an error, not a match");
     }
 }

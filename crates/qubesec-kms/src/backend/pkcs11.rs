@@ -21,9 +21,10 @@
 //! - Login, once per connection, with the PIN read from its file at that
 //!   moment. Before `C_Login` the token flags are read: a locked PIN or a
 //!   final try is never attempted; after failed attempts (`COUNT_LOW`) only a
-//!   PIN that differs from the one this plugin saw rejected is tried. A
-//!   rejected PIN is recorded in a state file ([`super::pinstate`]), so no
-//!   process tries it again until the PIN file changes.
+//!   PIN file rewritten since this plugin saw its PIN rejected is tried. A
+//!   rejection is recorded in a state file ([`super::pinstate`]) as the PIN
+//!   file's identity (never the PIN or a hash of it), so no process tries
+//!   that file's PIN again until the file is rewritten.
 //! - Nothing here ever ends the process: when the token is missing, refuses
 //!   the PIN or is lost, requests fail with `Unavailable` (with the reason)
 //!   and `refresh` reconnects with exponential backoff (1 s .. 30 s).
@@ -47,7 +48,7 @@ use cryptoki::types::AuthPin;
 use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
-use super::pinstate::PinState;
+use super::pinstate::{PinFileIdentity, PinState};
 use super::{Backend, Sealed};
 use crate::envelope;
 use crate::error::{Error, Result};
@@ -299,11 +300,12 @@ impl Pkcs11Backend {
         });
         let (slot, info) = found.ok_or_else(|| Error::Unavailable(format!("no token labelled {label:?}")))?;
         let pin_file = &self.config.pin_file;
-        let pin = crate::keystore::master::read_passphrase(pin_file)?;
+        let (pin, pin_meta) = crate::keystore::master::read_passphrase_and_metadata(pin_file)?;
+        let pin_id = PinFileIdentity::of(&pin_meta);
         let state =
             PinState::for_token(&self.config.state_dir, &self.config.module, label, info.serial_number().trim_end());
         let refuse = |why: String| Error::Pkcs11(format!("not logging in to token {label:?}: {why}"));
-        let recorded = state.is_rejected(pin.expose_secret()).map_err(|e| {
+        let recorded = state.is_rejected(pin_id).map_err(|e| {
             refuse(format!("cannot read the PIN state ({e}); fix or remove the file to allow a login attempt"))
         })?;
         if recorded == Some(true) {
@@ -346,7 +348,7 @@ impl Pkcs11Backend {
                 }
             }
             Err(e) if is_rejected_pin(&e) || matches!(e, CkError::Pkcs11(RvError::PinLocked, _)) => {
-                let saved = state.record_rejected(pin.expose_secret());
+                let saved = state.record_rejected(pin_id);
                 let note = match &saved {
                     Ok(()) => format!("recorded in {}", state.path().display()),
                     Err(w) => format!("COULD NOT RECORD IT ({w}); this process will not retry it either"),

@@ -227,6 +227,12 @@ const MAX_SECRET_FILE: u64 = 64 * 1024;
 /// # Errors
 /// [`KeystoreError::UnsafeFile`], I/O errors.
 pub fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
+    read_secret_file_and_metadata(path).map(|(raw, _)| raw)
+}
+
+/// [`read_secret_file`], plus the metadata of the very file that was read
+/// (taken from the open descriptor, so it describes these bytes).
+fn read_secret_file_and_metadata(path: &Path) -> Result<(Zeroizing<Vec<u8>>, std::fs::Metadata), KeystoreError> {
     let unsafe_file = |what: String| KeystoreError::UnsafeFile { path: path.to_path_buf(), what };
     let mut f = std::fs::File::open(path).map_err(|e| KeystoreError::io(path, e))?;
     let meta = f.metadata().map_err(|e| KeystoreError::io(path, e))?;
@@ -254,7 +260,7 @@ pub fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeystoreError
     }
     let mut raw = Zeroizing::new(Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0)));
     Read::by_ref(&mut f).take(MAX_SECRET_FILE).read_to_end(&mut raw).map_err(|e| KeystoreError::io(path, e))?;
-    Ok(raw)
+    Ok((raw, meta))
 }
 
 /// Reads a passphrase (or PIN) file (checked as [`read_secret_file`]): one
@@ -263,7 +269,16 @@ pub fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeystoreError
 /// # Errors
 /// I/O errors, [`KeystoreError::UnsafeFile`], [`KeystoreError::MasterKeySource`] for an empty file.
 pub fn read_passphrase(path: &Path) -> Result<SecretSlice<u8>, KeystoreError> {
-    let raw = read_secret_file(path)?;
+    read_passphrase_and_metadata(path).map(|(pass, _)| pass)
+}
+
+/// [`read_passphrase`], plus the metadata of the file it came from (for the
+/// PKCS#11 PIN guard, which recognises a rewritten PIN file by it).
+///
+/// # Errors
+/// As [`read_passphrase`].
+pub fn read_passphrase_and_metadata(path: &Path) -> Result<(SecretSlice<u8>, std::fs::Metadata), KeystoreError> {
+    let (raw, meta) = read_secret_file_and_metadata(path)?;
     let mut end = raw.len();
     if raw[..end].ends_with(b"\n") {
         end -= 1;
@@ -274,7 +289,7 @@ pub fn read_passphrase(path: &Path) -> Result<SecretSlice<u8>, KeystoreError> {
     if end == 0 {
         return Err(KeystoreError::MasterKeySource { path: path.to_path_buf(), what: "the file is empty".into() });
     }
-    Ok(SecretSlice::from(raw[..end].to_vec()))
+    Ok((SecretSlice::from(raw[..end].to_vec()), meta))
 }
 
 /// A 256-bit master key (wiped on drop, redacted in `Debug`).
