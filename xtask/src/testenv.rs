@@ -17,7 +17,7 @@ use qubesec_testenv::ControlPlane;
 /// Test-environment subcommands.
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Build etcd, kube-apiserver, kube-controller-manager, kubectl and helm into target/testenv.
+    /// Build etcd, kube-apiserver, kube-controller-manager, kubectl, helm and kube-apiserver 1.31 into target/testenv.
     Build {
         /// Rebuild even if the stamp says the binaries are up to date.
         #[arg(long)]

@@ -66,7 +66,7 @@ pub enum KeystoreError {
     #[error("{0} is not a qubesec-kms keystore (bad magic)")]
     Foreign(PathBuf),
     /// The file has a format version this build does not read.
-    #[error("{path}: keystore format version {found} is not supported (this build reads version {supported})")]
+    #[error("{path}: keystore format version {found} is not supported (this build reads versions 1 to {supported})")]
     UnsupportedVersion {
         /// The file.
         path: PathBuf,
@@ -126,6 +126,51 @@ pub enum KeystoreError {
     /// An imported version differs from the local one with the same number.
     #[error("key version {0} exists locally with different key material; refusing to overwrite it")]
     Conflict(u32),
+    /// `activate` was asked to go back to an older version without `--allow-older`.
+    #[error("version {version} is older than the active version {active}; pass --allow-older to roll back on purpose")]
+    ActivateOlder {
+        /// The version asked for.
+        version: u32,
+        /// The active version.
+        active: u32,
+    },
+    /// A bundle is not newer than the last one imported from its signer.
+    #[error(
+        "bundle replayed or out of date: it was created at {created_ms} ms (Unix), but a bundle created at \
+         {last_ms} ms by signer sha256:{signer} was already imported; export a fresh bundle"
+    )]
+    Replayed {
+        /// The bundle's creation time.
+        created_ms: u64,
+        /// The newest creation time already imported from this signer.
+        last_ms: u64,
+        /// The signer's fingerprint (hex).
+        signer: String,
+    },
+    /// A secret file (master key, passphrase, PIN) is readable by others or owned by someone else.
+    #[error("{path}: {what}")]
+    UnsafeFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        what: String,
+    },
+    /// Argon2id parameters outside the bounds this build accepts.
+    #[error("{path}: {what}")]
+    Argon2Bounds {
+        /// The keystore (or the command line, for `init`).
+        path: PathBuf,
+        /// Which parameter and the bounds.
+        what: String,
+    },
+    /// The node identity file is missing, damaged or does not match the keystore.
+    #[error("{path}: {what}")]
+    Identity {
+        /// The identity file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
 }
 
 impl KeystoreError {

@@ -1,4 +1,9 @@
-//! `/metrics`, `/healthz` and `/readyz` on the metrics address.
+//! `/metrics`, `/livez`, `/readyz` and `/healthz` on the metrics address.
+//!
+//! `/livez` answers from the process alone and never touches the backend:
+//! an HSM outage must not make the kubelet restart the plugin (each restart
+//! would log in again). `/readyz` and `/healthz` run the cached backend round
+//! trip, like Status.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +32,7 @@ pub struct HttpState {
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/livez", get(livez))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -46,6 +52,11 @@ pub async fn serve(
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
+}
+
+/// Alive: the runtime answers. Nothing else is checked, on purpose.
+async fn livez() -> impl IntoResponse {
+    (StatusCode::OK, "ok")
 }
 
 async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {

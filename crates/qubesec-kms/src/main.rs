@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use qubesec_kms::backend::Backend;
 use qubesec_kms::backend::pkcs11::{Pkcs11Backend, Pkcs11Config};
 use qubesec_kms::backend::software::SoftwareBackend;
-use qubesec_kms::keystore::{Argon2Params, KeySet, Keystore, MasterKeySource};
+use qubesec_kms::keystore::{Argon2Params, Kdf, KeySet, Keystore, MasterKeySource};
 use qubesec_kms::logging::{self, LogFormat};
 use qubesec_kms::server::{self, ServeConfig};
 
@@ -46,10 +46,26 @@ enum Command {
     },
     /// Serve the KMS v2 gRPC API on a unix socket.
     Serve(ServeArgs),
-    /// Add a new active KEK version (old versions stay for Decrypt).
+    /// Add a KEK version. `--stage` adds it inactive (several control-plane
+    /// nodes: replicate it, then `activate` it on every node); without
+    /// `--stage` it becomes active at once, which is only safe on a single node.
     Rotate {
         #[command(flatten)]
         keys: KeySource,
+        /// Add the new version inactive; `activate` it once every node has it.
+        #[arg(long)]
+        stage: bool,
+    },
+    /// Make a KEK version the one Encrypt uses (after `rotate --stage` and replication).
+    Activate {
+        #[command(flatten)]
+        keys: KeySource,
+        /// The version to activate.
+        #[arg(long)]
+        version: u32,
+        /// Allow going back to a version older than the active one.
+        #[arg(long)]
+        allow_older: bool,
     },
     /// Remove a KEK version for good (refuses the active one).
     Retire {
@@ -59,27 +75,39 @@ enum Command {
         #[arg(long)]
         version: u32,
     },
-    /// Seal the keystore's KEKs to another node's ML-KEM-1024 or X-Wing public key.
+    /// Seal the keystore's KEKs to another node's ML-KEM-1024 or X-Wing
+    /// public key, signed with this node's identity.
     Export {
         #[command(flatten)]
         keystore: KeystoreArgs,
         /// The other node's public key (PEM SubjectPublicKeyInfo).
         #[arg(long)]
         recipient: PathBuf,
+        /// The fingerprint of that key (`sha256:...`), as compared with the
+        /// receiving node's operator out of band; a different key is refused.
+        #[arg(long)]
+        recipient_fingerprint: String,
         /// Where to write the bundle.
         #[arg(long)]
         out: PathBuf,
     },
-    /// Install a bundle: create the keystore, or merge into it.
+    /// Verify and install a bundle: add its versions (inactive), or create
+    /// the keystore from it. Never changes the active version.
     Import {
         #[command(flatten)]
         keystore: KeystoreArgs,
-        /// This node's private key (PEM PKCS#8) the bundle was sealed to.
-        #[arg(long)]
-        identity: PathBuf,
+        /// This node's KEM private key (PEM PKCS#8) the bundle was sealed to.
+        #[arg(long, alias = "identity")]
+        recipient_key: PathBuf,
+        /// A node allowed to sign bundles: its identity public key (PEM file)
+        /// or fingerprint (`sha256:...`). Repeat for several nodes.
+        #[arg(long, required = true)]
+        trusted_signer: Vec<String>,
         /// The bundle.
         #[arg(long = "in")]
         bundle: PathBuf,
+        #[command(flatten)]
+        argon2: Argon2Args,
     },
     /// Call Status on a running plugin and print it.
     Status {
@@ -91,10 +119,46 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KeystoreCommand {
-    /// Create a keystore with one KEK (and the master key file if missing).
-    Init(KeystoreArgs),
+    /// Create a keystore with one KEK and a node identity (and the master key file if missing).
+    Init {
+        #[command(flatten)]
+        keystore: KeystoreArgs,
+        #[command(flatten)]
+        argon2: Argon2Args,
+    },
+    /// Create the node identity of a keystore made before identities existed.
+    Identity(KeystoreArgs),
+    /// Show the keystore: versions (active, staged), identity fingerprint and public key, imports.
+    Status {
+        #[command(flatten)]
+        keystore: KeystoreArgs,
+        /// Also write the identity public key (PEM) to this file.
+        #[arg(long)]
+        identity_out: Option<PathBuf>,
+    },
     /// List the KEK versions and their key ids.
     List(KeystoreArgs),
+}
+
+/// Argon2id costs for a new passphrase keystore (ignored for key files).
+#[derive(Args)]
+struct Argon2Args {
+    /// Argon2id memory, MiB.
+    #[arg(long, default_value_t = 64)]
+    argon2_memory_mib: u32,
+    /// Argon2id passes.
+    #[arg(long, default_value_t = 3)]
+    argon2_passes: u32,
+    /// Argon2id lanes.
+    #[arg(long, default_value_t = 1)]
+    argon2_lanes: u32,
+}
+
+impl Argon2Args {
+    fn params(&self) -> anyhow::Result<Argon2Params> {
+        Argon2Params::for_init(self.argon2_memory_mib, self.argon2_passes, self.argon2_lanes)
+            .map_err(anyhow::Error::msg)
+    }
 }
 
 #[derive(Args)]
@@ -151,6 +215,14 @@ struct KeySource {
     /// The KEK label prefix; versions are `<label>/v<N>`.
     #[arg(long)]
     key_label: Option<String>,
+    /// Where PKCS#11 login state is kept (the digest of a PIN the token
+    /// refused, so no process tries it again); must survive restarts.
+    #[arg(long, default_value = "/var/lib/qubesec-kms")]
+    state_dir: PathBuf,
+    /// Let the token generate each AES-GCM IV (for HSMs in FIPS mode that
+    /// refuse caller-supplied IVs).
+    #[arg(long)]
+    token_generated_iv: bool,
 }
 
 enum Source {
@@ -172,6 +244,8 @@ impl KeySource {
                 pin_file: pin_file.clone(),
                 key_label: key_label.clone(),
                 pool_size: 4,
+                state_dir: self.state_dir.clone(),
+                token_generated_iv: self.token_generated_iv,
             }));
         }
         let Some(dir) = &self.keystore else { bail!("give --keystore DIR (software) or --pkcs11-module (PKCS#11)") };
@@ -218,37 +292,35 @@ fn main() -> std::process::ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Keystore { command: KeystoreCommand::Init(args) } => {
-            let source = args.master.source()?;
-            let ks = Keystore::at(&args.keystore);
-            let opened = ks.init(&source, Argon2Params::default())?;
-            println!("created {} with {}", ks.path().display(), opened.keys.active()?.key_id());
-            Ok(())
-        }
-        Command::Keystore { command: KeystoreCommand::List(args) } => {
-            let opened = Keystore::at(&args.keystore).open(&args.master.source()?)?;
-            let active = opened.keys.active_version();
-            for kek in opened.keys.versions() {
-                let mark = if kek.version() == active { " (active)" } else { "" };
-                println!("{}\t{}\tcreated {}{mark}", kek.version(), kek.key_id(), kek.created_unix());
-            }
-            Ok(())
-        }
+        Command::Keystore { command } => keystore_command(command),
         Command::Serve(args) => serve(args),
-        Command::Rotate { keys } => match keys.resolve()? {
+        Command::Rotate { keys, stage } => match keys.resolve()? {
             Source::Software(ks, source) => {
-                let (version, opened) = ks.update(&source, KeySet::rotate)?;
+                let change = if stage { KeySet::stage } else { KeySet::rotate };
+                let (version, opened) = ks.update(&source, change)?;
                 let id = opened.keys.get(version).map(|k| k.key_id().to_string()).unwrap_or_default();
-                println!("rotated: version {version} is active, key id {id}");
+                report_rotation(stage, version, &id);
                 Ok(())
             }
             Source::Pkcs11(config) => {
                 let backend = Pkcs11Backend::connect(config)?;
-                let id = backend.rotate()?;
-                println!("rotated: version {} is active, key id {id}", id.version());
+                let id = backend.add_version(!stage)?;
+                report_rotation(stage, id.version(), id.as_str());
                 Ok(())
             }
         },
+        Command::Activate { keys, version, allow_older } => {
+            let previous = match keys.resolve()? {
+                Source::Software(ks, source) => ks.update(&source, |k| k.activate(version, allow_older))?.0,
+                Source::Pkcs11(config) => Pkcs11Backend::connect(config)?.activate(version, allow_older)?,
+            };
+            if previous == version {
+                println!("version {version} was already active");
+            } else {
+                println!("activated version {version} (was {previous}); the plugin picks it up within seconds");
+            }
+            Ok(())
+        }
         Command::Retire { keys, version } => match keys.resolve()? {
             Source::Software(ks, source) => {
                 ks.update(&source, |k| k.retire(version))?;
@@ -261,23 +333,66 @@ fn run(command: Command) -> anyhow::Result<()> {
                 Ok(())
             }
         },
-        Command::Export { keystore, recipient, out } => {
-            let opened = Keystore::at(&keystore.keystore).open(&keystore.master.source()?)?;
+        Command::Export { keystore, recipient, recipient_fingerprint, out } => {
+            let ks = Keystore::at(&keystore.keystore);
+            let opened = ks.open(&keystore.master.source()?)?;
+            let signer = ks.identity(&opened.master)?;
             let pem = std::fs::read(&recipient).with_context(|| format!("reading {}", recipient.display()))?;
-            let bundle = qubesec_kms::bundle::export(&opened.keys, &pem)?;
+            let recipient = qubesec_kms::bundle::Recipient::from_pem(&pem, &recipient_fingerprint)?;
+            let created_ms = now_ms();
+            let bundle = qubesec_kms::bundle::export(
+                opened.keys.versions(),
+                opened.keys.active_version(),
+                &recipient,
+                &signer,
+                created_ms,
+            )?;
             write_private(&out, &bundle)?;
-            println!("exported {} key versions to {}", opened.keys.versions().count(), out.display());
+            println!(
+                "exported {} key versions to {} for {}, signed by {}",
+                opened.keys.versions().count(),
+                out.display(),
+                recipient.fingerprint(),
+                signer.fingerprint()
+            );
             Ok(())
         }
-        Command::Import { keystore, identity, bundle } => {
-            let pem = zeroize::Zeroizing::new(
-                std::fs::read(&identity).with_context(|| format!("reading {}", identity.display()))?,
-            );
+        Command::Import { keystore, recipient_key, trusted_signer, bundle, argon2 } => {
+            let mut trusted = qubesec_kms::bundle::TrustedSigners::new();
+            for spec in &trusted_signer {
+                if spec.starts_with("sha256:") {
+                    trusted.add(spec.as_bytes())?;
+                } else {
+                    let pem = std::fs::read(spec).with_context(|| format!("reading --trusted-signer {spec}"))?;
+                    trusted.add(&pem).with_context(|| format!("--trusted-signer {spec}"))?;
+                }
+            }
+            let pem = qubesec_kms::keystore::master::read_secret_file(&recipient_key)?;
+            let kem = qubesec_kms::bundle::recipient_key_from_pem(&pem)?;
             let bytes = std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
-            let keys = qubesec_kms::bundle::import(&bytes, &pem)?;
+            let verified = qubesec_kms::bundle::verify(&bytes, &trusted, &kem)?;
             let ks = Keystore::at(&keystore.keystore);
-            let added = ks.import(&keystore.master.source()?, Argon2Params::default(), keys)?;
-            println!("imported: {added} new key versions into {}", ks.path().display());
+            let imported = ks.import_with(
+                &keystore.master.source()?,
+                argon2.params()?,
+                verified.signer,
+                verified.created_ms,
+                verified.exporter_active,
+                || verified.open(&kem),
+            )?;
+            let ids: Vec<String> = imported.merged.added.iter().map(ToString::to_string).collect();
+            let active = imported.opened.keys.active_version();
+            if imported.created {
+                println!("created {} from the bundle; active version {active}", ks.path().display());
+            }
+            println!("imported: {} new key versions into {}", ids.len(), ks.path().display());
+            for id in &ids {
+                let staged = if imported.opened.keys.is_staged(id_version(id)) { " (staged)" } else { "" };
+                println!("  added {id}{staged}");
+            }
+            if !imported.created {
+                println!("active version unchanged: {active}");
+            }
             Ok(())
         }
         Command::Status { socket } => {
@@ -299,20 +414,116 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+fn id_version(id: &str) -> u32 {
+    qubesec_kms::KeyId::parse(id).map(|k| k.version()).unwrap_or(0)
+}
+
+fn report_rotation(stage: bool, version: u32, id: &str) {
+    if stage {
+        println!(
+            "staged: version {version} added inactive, key id {id}; replicate it to every node, then \
+             `qubesec-kms activate --version {version}` on each"
+        );
+    } else {
+        println!(
+            "rotated: version {version} is active, key id {id} (single-node rotation; with several \
+             control-plane nodes use `rotate --stage`, replicate, then `activate`)"
+        );
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+fn keystore_command(command: KeystoreCommand) -> anyhow::Result<()> {
+    match command {
+        KeystoreCommand::Init { keystore, argon2 } => {
+            let source = keystore.master.source()?;
+            let ks = Keystore::at(&keystore.keystore);
+            let opened = ks.init(&source, argon2.params()?)?;
+            let id = ks.identity(&opened.master)?;
+            println!("created {} with {}", ks.path().display(), opened.keys.active()?.key_id());
+            println!("node identity {}", id.fingerprint());
+            Ok(())
+        }
+        KeystoreCommand::Identity(args) => {
+            let ks = Keystore::at(&args.keystore);
+            let (id, created) = ks.ensure_identity(&args.master.source()?)?;
+            let verb = if created { "created" } else { "existing" };
+            println!("{verb} node identity {} in {}", id.fingerprint(), ks.identity_path().display());
+            Ok(())
+        }
+        KeystoreCommand::Status { keystore, identity_out } => {
+            let ks = Keystore::at(&keystore.keystore);
+            let opened = ks.open(&keystore.master.source()?)?;
+            println!("keystore: {}", ks.path().display());
+            println!("format: {}  generation: {}", opened.header.format, opened.header.generation);
+            match opened.header.kdf {
+                Kdf::KeyFile => println!("master key: key file"),
+                Kdf::Argon2id { params, .. } => println!(
+                    "master key: passphrase, Argon2id {} MiB, {} passes, {} lanes",
+                    params.m_cost / 1024,
+                    params.t_cost,
+                    params.p_cost
+                ),
+            }
+            print_versions(&opened.keys);
+            match ks.identity(&opened.master) {
+                Ok(id) => {
+                    println!("identity: {} (ML-DSA-65)", id.fingerprint());
+                    let pem = id.public_pem()?;
+                    print!("{pem}");
+                    if let Some(out) = identity_out {
+                        std::fs::write(&out, &pem).with_context(|| format!("writing {}", out.display()))?;
+                    }
+                }
+                Err(e) => println!("identity: none ({e})"),
+            }
+            for rec in opened.keys.imports() {
+                println!("imported from sha256:{}: newest bundle created {} ms", hex_of(&rec.signer), rec.created_ms);
+            }
+            Ok(())
+        }
+        KeystoreCommand::List(args) => {
+            let opened = Keystore::at(&args.keystore).open(&args.master.source()?)?;
+            print_versions(&opened.keys);
+            Ok(())
+        }
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn print_versions(keys: &KeySet) {
+    let active = keys.active_version();
+    for kek in keys.versions() {
+        let mark = if kek.version() == active {
+            " (active)"
+        } else if keys.is_staged(kek.version()) {
+            " (staged)"
+        } else {
+            ""
+        };
+        println!("{}\t{}\tcreated {}{mark}", kek.version(), kek.key_id(), kek.created_unix());
+    }
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServeConfig::new(&args.socket);
     config.metrics_addr = args.metrics_addr;
     config.refresh_interval = Duration::from_secs(args.refresh_seconds.max(1));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Never exits because the backend is unavailable: it opens (or
+    // connects) in the refresh loop and Status says why until it does.
     match args.keys.resolve()? {
-        Source::Software(ks, source) => {
-            let backend = Arc::new(SoftwareBackend::open(ks, &source)?);
-            run_server(&rt, config, backend)
-        }
-        Source::Pkcs11(p) => {
-            let backend = Arc::new(Pkcs11Backend::connect(p)?);
-            run_server(&rt, config, backend)
-        }
+        Source::Software(ks, source) => run_server(&rt, config, Arc::new(SoftwareBackend::new(ks, source))),
+        Source::Pkcs11(p) => run_server(&rt, config, Arc::new(Pkcs11Backend::new(p))),
     }
 }
 

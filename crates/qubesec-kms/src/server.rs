@@ -1,14 +1,19 @@
 //! Serving the KMS v2 service on a unix socket, with graceful shutdown.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+
+use nix::sys::stat::{Mode, umask};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::UnixListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::authority::NormalizeAuthority;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -44,16 +49,22 @@ impl ServeConfig {
     }
 }
 
-/// Binds the socket: creates the parent directory, removes a stale socket
-/// (one nobody answers on) but refuses a live one or a non-socket file, and
-/// sets mode 0600.
+/// Binds the socket: creates the parent directory (0700 when it creates
+/// it), removes a stale socket (one nobody answers on) but refuses a live one
+/// or a non-socket file, and binds under umask 0177 so the socket is born
+/// 0600 (never chmod-ed afterwards, so there is no moment when it is open to
+/// others). The umask is process-wide: it is restored right after `bind`.
 ///
 /// # Errors
 /// [`Error::Socket`] explaining what is in the way.
 pub async fn bind_socket(path: &Path) -> Result<UnixListener> {
     let fail = |reason: String| Error::Socket { path: path.to_path_buf(), reason };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| fail(format!("creating the parent directory: {e}")))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| fail(format!("creating the parent directory: {e}")))?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => match tokio::net::UnixStream::connect(path).await {
@@ -67,10 +78,10 @@ pub async fn bind_socket(path: &Path) -> Result<UnixListener> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(fail(e.to_string())),
     }
-    let listener = UnixListener::bind(path).map_err(|e| fail(format!("bind: {e}")))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| fail(format!("chmod 0600: {e}")))?;
-    Ok(listener)
+    let previous = umask(Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    umask(previous);
+    bound.map_err(|e| fail(format!("bind: {e}")))
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -118,6 +129,11 @@ pub async fn run<B: Backend>(
         )),
         None => None,
     };
+    // One attempt to open the backend before the socket exists, so a first
+    // Status finds it ready when it can be; a failure is not fatal (the
+    // refresh loop retries with backoff and Status reports why).
+    let first = Arc::clone(&backend);
+    let _ = tokio::task::spawn_blocking(move || first.refresh()).await;
     let listener = bind_socket(&config.socket).await?;
     let ready = Arc::new(AtomicBool::new(false));
 
@@ -150,8 +166,9 @@ pub async fn run<B: Backend>(
 
     let service = KmsService::new(backend, health, metrics).into_server();
     let mut rx = stop_rx.clone();
+    let incoming = UnixListenerStream::new(listener).map(|conn| conn.map(NormalizeAuthority::new));
     let server = tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
-        UnixListenerStream::new(listener),
+        incoming,
         async move {
             let _ = rx.wait_for(|stop| *stop).await;
         },

@@ -1,20 +1,26 @@
-//! The command line: passphrase keystores, and the clear one-line errors for
-//! a wrong passphrase, the wrong kind of master key, damaged or foreign files.
+//! The command line: passphrase keystores, and the clear reasons for a wrong
+//! passphrase, the wrong kind of master key, damaged or foreign files
+//! (`serve` keeps running and Status says why; one-shot commands fail).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use common::{Plugin, run, run_ok, stderr};
+use common::{KeySource, Plugin, run, run_ok, stderr, write_secret};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passphrase_keystore_serves_and_bad_inputs_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let ks = dir.path().join("ks");
     let pass = dir.path().join("pass");
-    std::fs::write(&pass, "a long passphrase for the keystore\n").unwrap();
+    write_secret(&pass, b"a long passphrase for the keystore\n");
+    let fast = ["--argon2-memory-mib", "19", "--argon2-passes", "2"];
     let out = run_ok(
-        &["keystore", "init", "--keystore", ks.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap()],
+        &[
+            &["keystore", "init", "--keystore", ks.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap()][..],
+            &fast[..],
+        ]
+        .concat(),
         &[],
     );
     assert!(out.contains("qubesec-kms/v1/"), "{out}");
@@ -51,30 +57,45 @@ async fn passphrase_keystore_serves_and_bad_inputs_fail_clearly() {
     let out = run(&["status", "--socket", socket.to_str().unwrap()], &[]);
     assert!(!out.status.success(), "status against a stopped plugin fails");
 
-    let fails = |extra: &[&str], needle: &str| {
-        let args = serve_args(extra);
-        let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
-        assert!(!out.status.success(), "serve {extra:?} should fail");
-        assert!(stderr(&out).contains(needle), "serve {extra:?}: expected {needle:?} in:\n{}", stderr(&out));
+    // serve never exits over a backend problem: Status names it.
+    let log = dir.path().join("bad.log");
+    let reports = |source: KeySource, needle: &'static str| {
+        let socket = dir.path().join("bad.sock");
+        let log = log.clone();
+        async move {
+            let mut p = Plugin::spawn(&source, &socket, &log, &[]).await;
+            let why = common::wait_unhealthy(&mut p, needle, std::time::Duration::from_secs(20)).await;
+            assert!(p.child.try_wait().unwrap().is_none(), "serve exited");
+            assert!(p.stop());
+            why
+        }
     };
     let wrong = dir.path().join("wrong");
-    std::fs::write(&wrong, "not the passphrase\n").unwrap();
-    fails(&["--passphrase-file", wrong.to_str().unwrap()], "wrong master key or passphrase");
+    write_secret(&wrong, b"not the passphrase\n");
+    let pass_source = |p: &std::path::Path| KeySource::Passphrase { keystore: ks.clone(), passphrase: p.to_path_buf() };
+    reports(pass_source(&wrong), "wrong master key or passphrase").await;
     let key = dir.path().join("k.key");
-    std::fs::write(&key, [1u8; 32]).unwrap();
-    fails(&["--master-key-file", key.to_str().unwrap()], "sealed with a passphrase, but a master key file was given");
+    write_secret(&key, &[1u8; 32]);
+    let key_source = KeySource::Software { keystore: ks.clone(), master_key: key.clone() };
+    reports(key_source, "sealed with a passphrase, but a master key file was given").await;
 
     let file = ks.join("keystore.qks");
     let good = std::fs::read(&file).unwrap();
     std::fs::write(&file, &good[..good.len() / 2]).unwrap();
-    fails(&["--passphrase-file", pass.to_str().unwrap()], "truncated");
+    reports(pass_source(&pass), "truncated").await;
     let mut flipped = good.clone();
     flipped[good.len() / 2] ^= 4;
     std::fs::write(&file, &flipped).unwrap();
-    fails(&["--passphrase-file", pass.to_str().unwrap()], "corrupt");
+    reports(pass_source(&pass), "corrupt").await;
     std::fs::write(&file, b"{\"not\": \"a keystore\"}").unwrap();
-    fails(&["--passphrase-file", pass.to_str().unwrap()], "is not a qubesec-kms keystore");
+    reports(pass_source(&pass), "is not a qubesec-kms keystore").await;
     std::fs::write(&file, &good).unwrap();
+    // A one-shot command fails with the same reason.
+    let out = run(
+        &["keystore", "list", "--keystore", ks.to_str().unwrap(), "--passphrase-file", wrong.to_str().unwrap()],
+        &[],
+    );
+    assert!(!out.status.success() && stderr(&out).contains("wrong master key or passphrase"), "{}", stderr(&out));
 
     // init refuses to overwrite; retire of an unknown version is an error.
     let out = run(

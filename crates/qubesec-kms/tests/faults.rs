@@ -1,7 +1,9 @@
 //! Fault tests over the socket of the built plugin: malformed requests get
 //! precise gRPC codes and never crash it; a lost SoftHSM2 token makes Status
 //! unhealthy and Encrypt `Unavailable`, and the plugin recovers without a
-//! restart; a wrong PIN is tried exactly once.
+//! restart; a wrong PIN costs one login attempt across restarts; `serve`
+//! never exits over its backend; the socket is born 0600; clients that send
+//! a socket path as `:authority` (grpcio, kube-apiserver < 1.32) are answered.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -121,31 +123,97 @@ async fn a_live_socket_is_never_replaced_and_a_stale_one_is() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_pin_is_tried_exactly_once() {
+async fn a_wrong_pin_across_ten_restarts_costs_one_login_attempt() {
     let dir = tempfile::tempdir().unwrap();
     let hsm = SoftHsm::new(dir.path(), "qubesec-pin");
     let wrong = dir.path().join("wrong-pin");
-    std::fs::write(&wrong, "999999\n").unwrap();
-    let bad = SoftHsm { pin_file: wrong, ..hsm.clone() };
-    let mut args = vec!["serve".to_owned(), "--socket".into(), dir.path().join("kms.sock").display().to_string()];
-    args.extend(bad.args());
-    args.extend(["--log-level".into(), "debug".into()]);
-    let started = Instant::now();
-    let out = common::run(
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        &[("SOFTHSM2_CONF", hsm.conf.to_str().unwrap())],
-    );
-    let err = common::stderr(&out);
-    assert!(!out.status.success(), "serve with a wrong PIN must fail:\n{err}");
-    assert!(started.elapsed() < Duration::from_secs(20));
-    assert!(err.contains("refused the PIN") && err.contains("not retrying"), "{err}");
-    assert!(!err.contains("999999"), "the PIN must not be logged:\n{err}");
-    assert_eq!(err.matches("logging in to the PKCS#11 token").count(), 1, "exactly one login attempt:\n{err}");
+    common::write_secret(&wrong, b"999999\n");
+    let bad = KeySource::SoftHsm(SoftHsm { pin_file: wrong.clone(), ..hsm.clone() });
+    let socket = dir.path().join("kms.sock");
+    let mut logs = Vec::new();
+    let mut last = None;
+    for restart in 0..10 {
+        let log = dir.path().join(format!("run-{restart}.log"));
+        let mut p = Plugin::spawn(&bad, &socket, &log, &["--log-level", "debug"]).await;
+        let why = common::wait_unhealthy(&mut p, "PIN", Duration::from_secs(30)).await;
+        assert!(!why.contains("999999"), "{why}");
+        assert!(p.child.try_wait().unwrap().is_none(), "serve exited over a refused PIN");
+        if restart < 9 {
+            // What the kubelet does to a crash-looping static pod, minus the crash.
+            p.child.kill().unwrap();
+            p.child.wait().unwrap();
+        } else {
+            last = Some(p);
+        }
+        logs.push(log);
+    }
+    let text: String = logs.iter().map(|l| std::fs::read_to_string(l).unwrap()).collect();
+    assert_eq!(text.matches("logging in to the PKCS#11 token").count(), 1, "login attempts over 10 starts:\n{text}");
+    assert!(text.contains("it is not tried again until that file changes"), "{text}");
+    assert!(!text.contains("999999"), "the PIN must not be logged");
+    let state: Vec<_> = std::fs::read_dir(&hsm.state_dir).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(state.len(), 1, "{state:?}");
+    let state_text = std::fs::read_to_string(&state[0]).unwrap();
+    assert!(!state_text.contains("999999"), "{state_text}");
 
-    // The token is not locked: the right PIN still works.
-    let plugin =
-        Plugin::start(&KeySource::SoftHsm(hsm), &dir.path().join("kms.sock"), &dir.path().join("ok.log"), &[]).await;
-    assert_eq!(plugin.log_text().matches("logging in to the PKCS#11 token").count(), 1);
+    // The operator fixes the PIN file: the running plugin (no restart) logs in once more.
+    let mut p = last.unwrap();
+    common::write_secret(&wrong, format!("{}\n", common::USER_PIN).as_bytes());
+    let s = p.wait_healthy(Duration::from_secs(60)).await;
+    assert!(s.key_id.starts_with("qubesec-kms/v1/"), "{s:?}");
+    assert_eq!(p.log_text().matches("logging in to the PKCS#11 token").count(), 1, "{}", p.log_text());
+    assert!(
+        std::fs::read_dir(&hsm.state_dir).unwrap().next().is_none(),
+        "the rejection is forgotten after a good login"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_never_exits_over_a_missing_keystore_and_picks_it_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let keystore = dir.path().join("later/keystore");
+    let master_key = dir.path().join("later/master.key");
+    let source = KeySource::Software { keystore: keystore.clone(), master_key: master_key.clone() };
+    let mut p = Plugin::spawn(&source, &dir.path().join("kms.sock"), &dir.path().join("p.log"), &[]).await;
+    common::wait_unhealthy(&mut p, "no keystore", Duration::from_secs(20)).await;
+    let out = common::run_ok(
+        &[
+            "keystore",
+            "init",
+            "--keystore",
+            keystore.to_str().unwrap(),
+            "--master-key-file",
+            master_key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.contains("created"));
+    let s = p.wait_healthy(Duration::from_secs(60)).await;
+    assert!(s.key_id.starts_with("qubesec-kms/v1/"));
+    assert!(p.stop());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_is_born_0600_and_never_chmod_ed() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let dir = tempfile::tempdir().unwrap();
+    let sockdir = dir.path().join("run");
+    std::fs::create_dir_all(&sockdir).unwrap();
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+    inotify.add_watch(&sockdir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_ATTRIB).unwrap();
+    let socket = sockdir.join("kms.sock");
+    let p = Plugin::start(&KeySource::software(dir.path()), &socket, &dir.path().join("p.log"), &[]).await;
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let events = inotify.read_events().unwrap_or_default();
+    let on_socket: Vec<_> =
+        events.iter().filter(|e| e.name.as_deref() == Some(std::ffi::OsStr::new("kms.sock"))).map(|e| e.mask).collect();
+    assert!(on_socket.iter().any(|m| m.contains(AddWatchFlags::IN_CREATE)), "{on_socket:?}");
+    assert!(
+        !on_socket.iter().any(|m| m.contains(AddWatchFlags::IN_ATTRIB)),
+        "the socket's mode was changed after bind (a window where others could connect): {on_socket:?}"
+    );
+    drop(p);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,7 +253,7 @@ async fn lost_token_is_unavailable_then_recovers_without_restart() {
     assert_eq!(decrypt(&plugin, &before.ciphertext, &before.key_id).await.unwrap(), b"sealed before the loss");
     let after = encrypt(&plugin, b"after").await.unwrap();
     assert_eq!(after.key_id, key_id);
-    assert!(plugin.log_text().contains("PKCS#11 token reconnected"), "{}", plugin.log_text());
+    assert!(plugin.log_text().contains("PKCS#11 token connected"), "{}", plugin.log_text());
 }
 
 /// HPACK "literal header field without indexing, new name" (no Huffman).
@@ -206,7 +274,7 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pre_1_32_apiserver_gets_a_clear_log_line() {
+async fn a_socket_path_authority_is_answered_not_reset() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("kms.sock");
@@ -224,26 +292,43 @@ async fn a_pre_1_32_apiserver_gets_a_clear_log_line() {
     hpack_literal(&mut headers, "te", "trailers");
     s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
     s.write_all(&frame(4, 0, 0, &[])).unwrap();
-    s.write_all(&frame(1, 0x5, 1, &headers)).unwrap();
-    let mut reset = None;
-    for _ in 0..10 {
+    s.write_all(&frame(1, 0x4, 1, &headers)).unwrap();
+    // An empty StatusRequest: one gRPC message of length 0.
+    s.write_all(&frame(0, 0x1, 1, &[0, 0, 0, 0, 0])).unwrap();
+    let (mut reset, mut data, mut end) = (None, 0usize, false);
+    for _ in 0..20 {
         let mut head = [0u8; 9];
         s.read_exact(&mut head).unwrap();
         let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
         let mut payload = vec![0u8; len];
         s.read_exact(&mut payload).unwrap();
-        if head[3] == 3 {
-            reset = Some(u32::from_be_bytes(payload[..4].try_into().unwrap()));
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
+        match head[3] {
+            3 if stream == 1 => reset = Some(u32::from_be_bytes(payload[..4].try_into().unwrap())),
+            0 if stream == 1 => data += len,
+            1 if stream == 1 && head[4] & 0x1 != 0 => end = true,
+            _ => {}
+        }
+        if reset.is_some() || end {
             break;
         }
     }
-    assert_eq!(reset, Some(1), "the stream is reset with PROTOCOL_ERROR");
+    assert_eq!(reset, None, "the stream was reset");
+    assert!(end && data > 5, "no StatusResponse came back (data {data} bytes)");
+    assert_eq!(plugin.wait_healthy(Duration::from_secs(5)).await.healthz, "ok");
+}
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !plugin.log_text().contains("needs Kubernetes 1.32 or later") {
-        assert!(Instant::now() < deadline, "no clear message in the log:\n{}", plugin.log_text());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(plugin.log_text().matches("needs Kubernetes 1.32").count(), 1, "rate-limited to one line");
+/// Python `grpcio` with its default channel for a unix socket (it sends the
+/// percent-encoded path as `:authority`): Status, Encrypt and Decrypt work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_grpcio_default_channel_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("kms.sock");
+    let mut plugin = Plugin::start(&KeySource::software(dir.path()), &socket, &dir.path().join("p.log"), &[]).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/grpcio_client.py");
+    let out = std::process::Command::new("python3").arg(script).arg(&socket).output().expect("python3 runs");
+    let text = format!("{}{}", common::stdout(&out), common::stderr(&out));
+    assert!(out.status.success(), "grpcio client failed:\n{text}");
+    assert!(text.contains("status ok qubesec-kms/v1/") && text.contains("round trip ok"), "{text}");
     assert_eq!(plugin.wait_healthy(Duration::from_secs(5)).await.healthz, "ok");
 }

@@ -48,12 +48,13 @@ proptest! {
     }
 
     #[test]
-    fn bundle_import_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+    fn bundle_verify_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let (kem, trusted) = bundle_fixtures();
         let mut with_magic = qubesec_kms::bundle::MAGIC.to_vec();
-        with_magic.extend_from_slice(&[0, 1]);
+        with_magic.extend_from_slice(&[0, 2, 0, 1]);
         with_magic.extend_from_slice(&bytes);
-        prop_assert!(qubesec_kms::bundle::import(&bytes, b"").is_err());
-        prop_assert!(qubesec_kms::bundle::import(&with_magic, b"").is_err());
+        prop_assert!(qubesec_kms::bundle::verify(&bytes, trusted, kem).is_err());
+        prop_assert!(qubesec_kms::bundle::verify(&with_magic, trusted, kem).is_err());
     }
 }
 
@@ -95,4 +96,17 @@ fn keystore_files_with_any_single_byte_flipped_fail_cleanly() {
     }
     std::fs::write(ks.path(), &good).unwrap();
     assert!(ks.open(&source).is_ok());
+}
+
+fn bundle_fixtures() -> &'static (qubesec_core::KemPrivateKey, qubesec_kms::bundle::TrustedSigners) {
+    use std::sync::OnceLock;
+    static F: OnceLock<(qubesec_core::KemPrivateKey, qubesec_kms::bundle::TrustedSigners)> = OnceLock::new();
+    F.get_or_init(|| {
+        let alg = qubesec_core::Algorithm::Kem(qubesec_core::KemAlgorithm::XWing);
+        let kem = qubesec_core::PrivateKey::generate(alg).unwrap().into_kem().unwrap();
+        let mut trusted = qubesec_kms::bundle::TrustedSigners::new();
+        let id = qubesec_kms::keystore::NodeIdentity::generate().unwrap();
+        trusted.add(id.fingerprint().to_string().as_bytes()).unwrap();
+        (kem, trusted)
+    })
 }

@@ -134,6 +134,8 @@ pub struct ControlPlane {
     etcd: Option<Component>,
     apiserver: Option<Component>,
     controller_manager: Option<Component>,
+    /// More kube-apiservers on the same etcd ([`ControlPlane::start_extra_apiserver`]).
+    extra_apiservers: Vec<Component>,
     started_pids: Vec<u32>,
     client: kube::Client,
 }
@@ -185,6 +187,7 @@ impl ControlPlane {
             etcd: Some(etcd),
             apiserver: None,
             controller_manager: None,
+            extra_apiservers: Vec::new(),
             started_pids,
             client,
         };
@@ -290,6 +293,56 @@ impl ControlPlane {
         self.start_apiserver().await
     }
 
+    /// Starts one more kube-apiserver on the same etcd, as a second
+    /// control-plane node would run it: its own loopback port and log, the
+    /// same PKI and default flags, plus `extra_args` (e.g. its own
+    /// `--encryption-provider-config`). Waits for its `/readyz` and returns a
+    /// client for it. It is stopped with the control plane. `binary` picks
+    /// another kube-apiserver build (e.g. an older version); `None` uses the
+    /// control plane's.
+    ///
+    /// # Errors
+    /// I/O errors starting it; [`Error::NotReady`] / [`Error::Exited`].
+    pub async fn start_extra_apiserver<I, S>(&mut self, binary: Option<&Path>, extra_args: I) -> Result<kube::Client>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let port = pick_ports()?.apiserver;
+        let n = self.extra_apiservers.len() + 2;
+        let kubeconfig = self.path.join(format!("kubeconfig-apiserver-{n}"));
+        certs::write(&kubeconfig, &self.pki.kubeconfig(&format!("https://127.0.0.1:{port}")))?;
+        let mut args = self.default_apiserver_args();
+        args.retain(|a| !a.starts_with("--secure-port="));
+        args.push(format!("--secure-port={port}"));
+        args.extend(extra_args.into_iter().map(Into::into));
+        let name = "kube-apiserver (extra)";
+        let log = self.path.join("logs").join(format!("kube-apiserver-{n}.log"));
+        let bin = binary.map_or_else(|| self.binaries.kube_apiserver.clone(), Path::to_path_buf);
+        let component = Component::spawn(name, &bin, &args, &log)?;
+        self.started_pids.push(component.pid());
+        self.extra_apiservers.push(component);
+        let client = client_for(&kubeconfig).await?;
+        let deadline = Instant::now() + self.ready_timeout;
+        loop {
+            self.check_running()?;
+            let probe = client.request_text(
+                http::Request::get("/readyz")
+                    .body(Vec::new())
+                    .map_err(|e| Error::io("bad /readyz request", std::io::Error::other(e.to_string())))?,
+            );
+            let last_error = match tokio::time::timeout(Duration::from_secs(5), probe).await {
+                Ok(Ok(_)) => return Ok(client),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "/readyz timed out".to_owned(),
+            };
+            if Instant::now() >= deadline {
+                return Err(self.not_ready(name, last_error));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Starts kube-controller-manager (garbage collector and namespace
     /// controllers) if it is not running.
     ///
@@ -327,6 +380,7 @@ impl ControlPlane {
         let deadline = Instant::now() + STOP_GRACE;
         let mut front: Vec<Component> =
             [self.controller_manager.take(), self.apiserver.take()].into_iter().flatten().collect();
+        front.append(&mut self.extra_apiservers);
         for c in &mut front {
             c.terminate();
         }
@@ -344,7 +398,8 @@ impl ControlPlane {
     /// [`Error::Exited`] naming the first component that has exited.
     pub fn check_running(&mut self) -> Result<()> {
         let mut dead = None;
-        for c in [self.etcd.as_mut(), self.apiserver.as_mut(), self.controller_manager.as_mut()].into_iter().flatten() {
+        let main = [self.etcd.as_mut(), self.apiserver.as_mut(), self.controller_manager.as_mut()];
+        for c in main.into_iter().flatten().chain(self.extra_apiservers.iter_mut()) {
             if let Some(status) = c.exit_status() {
                 dead = Some((c.name(), status));
                 break;
@@ -357,7 +412,10 @@ impl ControlPlane {
     }
 
     fn components(&self) -> impl Iterator<Item = &Component> {
-        [self.etcd.as_ref(), self.apiserver.as_ref(), self.controller_manager.as_ref()].into_iter().flatten()
+        [self.etcd.as_ref(), self.apiserver.as_ref(), self.controller_manager.as_ref()]
+            .into_iter()
+            .flatten()
+            .chain(self.extra_apiservers.iter())
     }
 
     async fn wait_for_etcd(&mut self) -> Result<()> {

@@ -12,6 +12,12 @@ use crate::error::{Error, Result};
 /// The Kubernetes release whose kube-apiserver and kube-controller-manager we build.
 pub const KUBERNETES_VERSION: &str = "1.37.2";
 
+/// An older kube-apiserver, built alone, for tests of clients that older
+/// apiservers are (kube-apiserver before 1.32 sends a unix socket's path as
+/// the HTTP/2 `:authority` to KMS plugins): the newest 1.31 patch release
+/// on the Go module proxy.
+pub const LEGACY_APISERVER_VERSION: &str = "1.31.14";
+
 /// The etcd release we build (`go.etcd.io/etcd/server/v3`).
 pub const ETCD_VERSION: &str = "3.6.16";
 
@@ -65,6 +71,11 @@ pub fn etcd_dir(cache: &Path) -> PathBuf {
 /// not invalidate an existing apiserver build.
 pub fn kubectl_dir(cache: &Path) -> PathBuf {
     cache.join(format!("kubectl-v{KUBERNETES_VERSION}"))
+}
+
+/// The directory holding the older kube-apiserver, e.g. `target/testenv/kube-apiserver-v1.31.14`.
+pub fn legacy_apiserver_dir(cache: &Path) -> PathBuf {
+    cache.join(format!("kube-apiserver-v{LEGACY_APISERVER_VERSION}"))
 }
 
 /// The directory holding helm, e.g. `target/testenv/helm-v3.22.0`.
@@ -166,6 +177,23 @@ pub fn helm_path_in(cache: &Path) -> Result<PathBuf> {
     locate_one(&helm_dir(cache), &stamp_key("helm", HELM_VERSION), "helm")
 }
 
+/// kube-apiserver at [`LEGACY_APISERVER_VERSION`] in [`cache_dir`].
+///
+/// # Errors
+/// [`Error::MissingBinaries`] when it has not been built; the message says to
+/// run `cargo xtask testenv build`.
+pub fn legacy_apiserver_path() -> Result<PathBuf> {
+    legacy_apiserver_path_in(&cache_dir())
+}
+
+/// The older kube-apiserver under `cache`, laid out as `cargo xtask testenv build` writes it.
+///
+/// # Errors
+/// [`Error::MissingBinaries`] when the build is missing or incomplete.
+pub fn legacy_apiserver_path_in(cache: &Path) -> Result<PathBuf> {
+    locate_one(&legacy_apiserver_dir(cache), &stamp_key("kube-apiserver", LEGACY_APISERVER_VERSION), "kube-apiserver")
+}
+
 fn locate_one(dir: &Path, key: &str, binary: &str) -> Result<PathBuf> {
     if is_up_to_date(dir, key, &[binary]) {
         Ok(dir.join(binary))
@@ -221,6 +249,8 @@ mod tests {
             kubectl_path_in(dir.path()).unwrap_err().to_string().contains(&format!("kubectl-v{KUBERNETES_VERSION}"))
         );
         assert!(helm_path_in(dir.path()).unwrap_err().to_string().contains(&format!("helm-v{HELM_VERSION}")));
+        let legacy = legacy_apiserver_path_in(dir.path()).unwrap_err().to_string();
+        assert!(legacy.contains(&format!("kube-apiserver-v{LEGACY_APISERVER_VERSION}")), "{legacy}");
         for (d, key, bin) in [
             (kubectl_dir(dir.path()), stamp_key("kubectl", KUBERNETES_VERSION), "kubectl"),
             (helm_dir(dir.path()), stamp_key("helm", HELM_VERSION), "helm"),

@@ -13,7 +13,10 @@
 //! `QUBESEC_TESTENV_DIR`); see `docs/testenv.md`. Without them,
 //! [`ControlPlane::start_default`] fails with an error that says so: tests fail,
 //! they do not skip. The same build provides kubectl and helm for the
-//! deployment tests ([`kubectl_path`], [`helm_path`]), with the same policy.
+//! deployment tests ([`kubectl_path`], [`helm_path`]) and an older
+//! kube-apiserver ([`legacy_apiserver_path`], [`LEGACY_APISERVER_VERSION`]),
+//! with the same policy. A second kube-apiserver on the same etcd
+//! ([`ControlPlane::start_extra_apiserver`]) gives tests an HA shape.
 //!
 //! Every process started is stopped by pid (SIGTERM, then SIGKILL) when the
 //! [`ControlPlane`] is stopped or dropped, including when a test panics; then
@@ -46,5 +49,8 @@ mod process;
 
 pub use control_plane::{ControlPlane, ControlPlaneBuilder, DEFAULT_READY_TIMEOUT, KEEP_DIR_ENV};
 pub use error::{Error, Result};
-pub use layout::{Binaries, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, helm_path, kubectl_path};
+pub use layout::{
+    Binaries, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, LEGACY_APISERVER_VERSION, helm_path, kubectl_path,
+    legacy_apiserver_path,
+};
 pub use process::process_alive;

@@ -8,7 +8,8 @@
 //! `replace` for each one to its published `v0.X.Y` version; the list comes
 //! from k8s.io/kubernetes's own go.mod. kubectl comes from the same
 //! k8s.io/kubernetes module, in its own module directory and versioned output
-//! directory, so its stamp is independent of the apiserver's.
+//! directory, so its stamp is independent of the apiserver's; so is the
+//! older kube-apiserver (1.31) the KMS tests run against.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail, ensure};
 use qubesec_testenv::layout::{
-    self, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, STAMP_FILE, is_up_to_date, stamp_key,
+    self, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, LEGACY_APISERVER_VERSION, STAMP_FILE, is_up_to_date,
+    stamp_key,
 };
 
 /// How often a long `go build` reports that it is still running.
@@ -30,7 +32,8 @@ const K8S_BINARIES: [&str; 2] = ["kube-apiserver", "kube-controller-manager"];
 pub(crate) enum Set {
     /// etcd, kube-apiserver and kube-controller-manager: what the demo runs.
     ControlPlane,
-    /// The control plane plus kubectl and helm, which the deployment tests use.
+    /// The control plane plus kubectl and helm, which the deployment tests
+    /// use, and the older kube-apiserver the KMS tests use.
     All,
 }
 
@@ -44,8 +47,11 @@ const CONTROL_PLANE: [Component; 2] = [
     Component { label: "Kubernetes (kube-apiserver, kube-controller-manager)", build: build_kubernetes },
     Component { label: "etcd", build: build_etcd },
 ];
-const TOOLS: [Component; 2] =
-    [Component { label: "kubectl", build: build_kubectl }, Component { label: "helm", build: build_helm }];
+const TOOLS: [Component; 3] = [
+    Component { label: "kubectl", build: build_kubectl },
+    Component { label: "helm", build: build_helm },
+    Component { label: "kube-apiserver 1.31 (KMS test of older apiservers)", build: build_legacy_apiserver },
+];
 
 /// Builds whatever of `set` is missing or stale; a warm run only checks the stamps.
 /// Prints which component of how many it is on, and the elapsed time.
@@ -98,7 +104,7 @@ fn build_kubernetes(cache: &Path, force: bool) -> anyhow::Result<()> {
         return Ok(());
     };
     let work = cache.join("gomod").join(format!("k8s-v{version}"));
-    prepare_kubernetes_module(&go, &work, "kubernetes", &K8S_BINARIES)?;
+    prepare_kubernetes_module(&go, &work, "kubernetes", version, &K8S_BINARIES)?;
     let ldflags = kubernetes_ldflags(version)?;
     start_fresh(&out)?;
     let mut timings = Vec::new();
@@ -119,11 +125,32 @@ fn build_kubectl(cache: &Path, force: bool) -> anyhow::Result<()> {
         return Ok(());
     };
     let work = cache.join("gomod").join(format!("kubectl-v{version}"));
-    prepare_kubernetes_module(&go, &work, "kubectl", &["kubectl"])?;
+    prepare_kubernetes_module(&go, &work, "kubectl", version, &["kubectl"])?;
     let ldflags = kubernetes_ldflags(version)?;
     start_fresh(&out)?;
     let secs = go.build(&work, "k8s.io/kubernetes/cmd/kubectl", &ldflags, &out.join("kubectl"), "kubectl")?;
     write_stamp(&out, &key, &go, &[format!("kubectl: {secs:.0} s")])
+}
+
+/// kube-apiserver alone at [`LEGACY_APISERVER_VERSION`] (1.31), for the KMS
+/// test of an apiserver that sends a socket path as `:authority`. Only this
+/// one command, so its cold build stays short (712 s measured on the 2-core
+/// development machine under load; seconds when Go's caches are warm).
+fn build_legacy_apiserver(cache: &Path, force: bool) -> anyhow::Result<()> {
+    let version = LEGACY_APISERVER_VERSION;
+    let out = layout::legacy_apiserver_dir(cache);
+    let key = stamp_key("kube-apiserver", version);
+    let label = format!("kube-apiserver v{version}");
+    let Some(go) = toolchain_if_stale(&out, &key, &["kube-apiserver"], force, &label)? else {
+        return Ok(());
+    };
+    let work = cache.join("gomod").join(format!("kube-apiserver-v{version}"));
+    prepare_kubernetes_module(&go, &work, "kube-apiserver-legacy", version, &["kube-apiserver"])?;
+    let ldflags = kubernetes_ldflags(version)?;
+    start_fresh(&out)?;
+    let secs =
+        go.build(&work, "k8s.io/kubernetes/cmd/kube-apiserver", &ldflags, &out.join("kube-apiserver"), &label)?;
+    write_stamp(&out, &key, &go, &[format!("kube-apiserver: {secs:.0} s")])
 }
 
 /// helm from `helm.sh/helm/v3/cmd/helm`, with the version flags its Makefile sets.
@@ -158,11 +185,16 @@ fn build_helm(cache: &Path, force: bool) -> anyhow::Result<()> {
     write_stamp(&out, &key, &go, &[format!("helm: {secs:.0} s (client-go {client_go})")])
 }
 
-/// Writes and tidies a module that requires k8s.io/kubernetes at
-/// [`KUBERNETES_VERSION`], with its staging modules replaced by their
-/// published versions and `commands` (under `k8s.io/kubernetes/cmd/`) as tools.
-fn prepare_kubernetes_module(go: &GoToolchain, work: &Path, name: &str, commands: &[&str]) -> anyhow::Result<()> {
-    let version = KUBERNETES_VERSION;
+/// Writes and tidies a module that requires k8s.io/kubernetes at `version`,
+/// with its staging modules replaced by their published versions and
+/// `commands` (under `k8s.io/kubernetes/cmd/`) as tools.
+fn prepare_kubernetes_module(
+    go: &GoToolchain,
+    work: &Path,
+    name: &str,
+    version: &str,
+    commands: &[&str],
+) -> anyhow::Result<()> {
     // Where k8s.io/kubernetes's go.mod is: `go mod download -json` fetches it.
     let upstream_gomod = go.download_gomod("k8s.io/kubernetes", version)?;
     let upstream = std::fs::read_to_string(&upstream_gomod)

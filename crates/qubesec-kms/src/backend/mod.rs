@@ -3,6 +3,7 @@
 //! Backends are synchronous (PKCS#11 calls block); the gRPC service runs them
 //! on tokio's blocking pool.
 
+pub mod pinstate;
 pub mod pkcs11;
 pub mod software;
 

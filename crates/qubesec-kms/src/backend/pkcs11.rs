@@ -2,17 +2,34 @@
 //! AES-256 token objects labelled `<key label>/v<N>`; AES-GCM runs inside the
 //! token.
 //!
-//! - The active KEK is the highest version on the token; `rotate` generates
-//!   the next one; `retire` destroys one (never the active one).
+//! - Versions: labels are parsed strictly (`v` then a decimal number without
+//!   sign or leading zero, 1..2^32-1), so `v01` or `v+1` never alias `v1`.
+//! - The active version is named by marker data objects labelled
+//!   `<key label>/active` holding `<sequence> <version>`; the marker with the
+//!   highest sequence wins. A token without a marker (made before markers
+//!   existed) uses its highest version. `rotate --stage` adds a version
+//!   without touching the marker; `activate` writes a new marker.
+//! - Adding a version on a token that several nodes share: the key is
+//!   created, then the token is searched for another object with the same
+//!   label. If there is one, the new key is destroyed and the next version
+//!   number tried after a random pause. A new key is never active before
+//!   its check, and a key that was never active is safe to destroy, so two
+//!   concurrent `rotate` runs cannot leave two keys under one version.
+//!   Versions that are ambiguous anyway (made by older builds) are ignored.
 //! - Key ids: `KeyId::derive(N, CKA_ID, "pkcs11")`; `CKA_ID` is 16 random bytes
 //!   chosen when the key is generated, so ids are never reused.
-//! - One login per connection with the PIN from a file (kept in a `secrecy`
-//!   type). A wrong or locked PIN is fatal: we never try it again, so a
-//!   misconfigured plugin cannot lock the token.
-//! - Sessions are pooled. When the token or a session is lost (or `refresh`
-//!   finds no keys any more), the connection is dropped and the library
-//!   finalized; `refresh` reconnects with exponential backoff (1 s .. 30 s).
-//!   Meanwhile requests fail with `Unavailable`.
+//! - Login, once per connection, with the PIN read from its file at that
+//!   moment. Before `C_Login` the token flags are read: a locked PIN or a
+//!   final try is never attempted; after failed attempts (`COUNT_LOW`) only a
+//!   PIN file rewritten since this plugin saw its PIN rejected is tried. A
+//!   rejection is recorded in a state file ([`super::pinstate`]) as the PIN
+//!   file's identity (never the PIN or a hash of it), so no process tries
+//!   that file's PIN again until the file is rewritten.
+//! - Nothing here ever ends the process: when the token is missing, refuses
+//!   the PIN or is lost, requests fail with `Unavailable` (with the reason)
+//!   and `refresh` reconnects with exponential backoff (1 s .. 30 s).
+//! - With `token_generated_iv`, Encrypt uses the PKCS#11 3.0 message API
+//!   (`C_EncryptMessage`, `CKG_GENERATE_RANDOM`) so the token chooses the IV.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::Mechanism;
-use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::aead::{GcmMessageParams, GcmParams, GeneratorFunction};
+use cryptoki::mechanism::{Mechanism, MessageParam};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
@@ -31,12 +48,16 @@ use cryptoki::types::AuthPin;
 use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
+use super::pinstate::{PinFileIdentity, PinState};
 use super::{Backend, Sealed};
 use crate::envelope;
 use crate::error::{Error, Result};
 use crate::keyid::KeyId;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a new key object is left to become visible to other writers before the duplicate check.
+const SETTLE: Duration = Duration::from_millis(300);
+const APPLICATION: &[u8] = b"qubesec-kms";
 
 /// Where the token and its keys are.
 #[derive(Clone, Debug)]
@@ -51,6 +72,10 @@ pub struct Pkcs11Config {
     pub key_label: String,
     /// Sessions kept open for reuse.
     pub pool_size: usize,
+    /// Where the PIN-rejection state lives (must survive restarts).
+    pub state_dir: PathBuf,
+    /// Let the token generate AES-GCM IVs (PKCS#11 3.0 message API).
+    pub token_generated_iv: bool,
 }
 
 struct TokenKey {
@@ -58,15 +83,27 @@ struct TokenKey {
     key_id: KeyId,
 }
 
+/// A key object found under a version label, and its 16-byte `CKA_ID` if it has one.
+type Candidate = (ObjectHandle, Option<[u8; 16]>);
+
 struct Keys {
+    /// 0 when no version is active.
     active: u32,
     by_version: BTreeMap<u32, TokenKey>,
+    /// The highest version label present (ambiguous ones included).
+    highest: u32,
+    /// The highest marker sequence (0: no marker).
+    marker_seq: u64,
 }
 
 /// One initialized library, logged-in token and session pool.
 struct Conn {
     ctx: Pkcs11,
     slot: Slot,
+    /// The session that logged in, never closed while the connection lives:
+    /// closing a token's last session logs the user out (PKCS#11 §5.6), so
+    /// pooled sessions dropped after an error must never be the last one.
+    login: Mutex<Option<Session>>,
     pool: Mutex<Vec<Session>>,
     keys: RwLock<Keys>,
 }
@@ -80,11 +117,8 @@ struct Reconnect {
 /// KEKs in a PKCS#11 token.
 pub struct Pkcs11Backend {
     config: Pkcs11Config,
-    pin: AuthPin,
     conn: RwLock<Option<Arc<Conn>>>,
     reconnect: Mutex<Reconnect>,
-    /// Set after a wrong or locked PIN: never log in again.
-    fatal: Mutex<Option<String>>,
     login_attempts: AtomicU32,
 }
 
@@ -94,7 +128,6 @@ impl std::fmt::Debug for Pkcs11Backend {
             .field("module", &self.config.module)
             .field("token_label", &self.config.token_label)
             .field("key_label", &self.config.key_label)
-            .field("pin", &"<redacted>")
             .finish_non_exhaustive()
     }
 }
@@ -138,52 +171,103 @@ fn is_session_gone(e: &CkError) -> bool {
     )
 }
 
-fn is_bad_pin(e: &CkError) -> bool {
-    matches!(
-        e,
-        CkError::Pkcs11(
-            RvError::PinIncorrect
-                | RvError::PinLocked
-                | RvError::PinInvalid
-                | RvError::PinLenRange
-                | RvError::PinExpired,
-            _
-        )
-    )
+/// `C_Login` answers that mean "this PIN is wrong" (record it, never retry it).
+fn is_rejected_pin(e: &CkError) -> bool {
+    matches!(e, CkError::Pkcs11(RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange, _))
 }
 
 fn label_of(prefix: &str, version: u32) -> String {
     format!("{prefix}/v{version}")
 }
 
+fn marker_label(prefix: &str) -> String {
+    format!("{prefix}/active")
+}
+
+/// Attributes of an object another process may have destroyed since it was
+/// found: `None` when it is gone.
+fn attributes(
+    s: &Session,
+    h: ObjectHandle,
+    types: &[AttributeType],
+) -> cryptoki::error::Result<Option<Vec<Attribute>>> {
+    match s.get_attributes(h, types) {
+        Ok(a) => Ok(Some(a)),
+        Err(CkError::Pkcs11(RvError::ObjectHandleInvalid, _)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Destroys an object, accepting that another process destroyed it first.
+fn destroy(s: &Session, h: ObjectHandle) -> cryptoki::error::Result<()> {
+    match s.destroy_object(h) {
+        Err(CkError::Pkcs11(RvError::ObjectHandleInvalid, _)) => Ok(()),
+        other => other,
+    }
+}
+
+/// The version in a KEK label `<prefix>/v<N>`, strictly: `N` is decimal
+/// digits only, no sign, no leading zero, and fits `1..=u32::MAX`.
+pub fn parse_version_label(prefix: &str, label: &str) -> Option<u32> {
+    let digits = label.strip_prefix(prefix)?.strip_prefix("/v")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0') {
+        return None;
+    }
+    digits.parse::<u32>().ok()
+}
+
+/// A marker's value `<sequence> <version>`, strictly.
+fn parse_marker(value: &[u8]) -> Option<(u64, u32)> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (seq, version) = text.split_once(' ')?;
+    let canonical =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    if !canonical(seq) || !canonical(version) {
+        return None;
+    }
+    Some((seq.parse().ok()?, version.parse().ok()?))
+}
+
 impl Pkcs11Backend {
-    /// Loads the module, finds the token, logs in once and lists the KEKs.
-    /// Generates version 1 if the token holds none.
-    ///
-    /// # Errors
-    /// [`Error::Pkcs11`] for a wrong PIN (after exactly one attempt), a
-    /// missing module or token; [`Error::Unavailable`] if the token is absent.
-    pub fn connect(config: Pkcs11Config) -> Result<Self> {
-        let pin = crate::keystore::master::read_passphrase(&config.pin_file)?;
-        let pin = std::str::from_utf8(pin.expose_secret())
-            .map_err(|_| Error::Pkcs11(format!("{}: the PIN is not UTF-8", config.pin_file.display())))?;
-        let backend = Self {
-            pin: AuthPin::from(pin.to_owned()),
+    /// A backend that connects later (on [`Backend::refresh`]): never fails,
+    /// so `serve` keeps running and reports why it is unhealthy.
+    pub fn new(config: Pkcs11Config) -> Self {
+        Self {
             config,
             conn: RwLock::new(None),
             reconnect: Mutex::new(Reconnect {
                 next_attempt: Instant::now(),
                 backoff: Duration::from_secs(1),
-                last_error: String::new(),
+                last_error: "not connected yet".into(),
             }),
-            fatal: Mutex::new(None),
             login_attempts: AtomicU32::new(0),
-        };
-        let conn = backend.open_conn()?;
-        if conn.keys.read().map_or(true, |k| k.by_version.is_empty()) {
-            backend.generate_version(&conn, 1)?;
-            backend.load_keys(&conn)?;
         }
+    }
+
+    /// Loads the module, finds the token, logs in (subject to the PIN
+    /// guard) and lists the KEKs; generates and activates version 1 if the
+    /// token holds none. For the command line: every failure is returned.
+    ///
+    /// # Errors
+    /// [`Error::Pkcs11`] for a refused PIN or a missing module,
+    /// [`Error::Unavailable`] if the token is absent.
+    pub fn connect(config: Pkcs11Config) -> Result<Self> {
+        let backend = Self::new(config);
+        // A token shared by several processes can answer a login with a
+        // transient error (SoftHSM2 does under contention): retry those few
+        // times. A refused PIN is an `Error::Pkcs11` and is never retried.
+        let mut attempt = 0;
+        let conn = loop {
+            match backend.open_conn() {
+                Err(Error::Unavailable(why)) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(error = %why, attempt, "PKCS#11 connect failed; retrying");
+                    let pause = qubesec_core::rand::bytes(1).map(|b| u64::from(b[0])).unwrap_or(100);
+                    std::thread::sleep(Duration::from_millis(50 + 2 * pause));
+                }
+                other => break other?,
+            }
+        };
         *backend.conn.write().map_err(|_| poisoned())? = Some(conn);
         Ok(backend)
     }
@@ -194,56 +278,109 @@ impl Pkcs11Backend {
     }
 
     fn open_conn(&self) -> Result<Arc<Conn>> {
-        if let Some(reason) = self.fatal.lock().map_err(|_| poisoned())?.clone() {
-            return Err(Error::Pkcs11(reason));
-        }
         let ctx = Pkcs11::new(&self.config.module)
             .map_err(|e| Error::Pkcs11(format!("loading {}: {e}", self.config.module.display())))?;
         ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
             .map_err(|e| Error::Unavailable(format!("C_Initialize: {e}")))?;
-        let conn = self.login(ctx)?;
+        let conn = Arc::new(self.login(ctx)?);
         self.load_keys(&conn)?;
-        Ok(Arc::new(conn))
+        let empty = conn.keys.read().map_err(|_| poisoned())?.highest == 0;
+        if empty {
+            self.add_version_on(&conn, true)?;
+        }
+        Ok(conn)
     }
 
     fn login(&self, ctx: Pkcs11) -> Result<Conn> {
+        let label = &self.config.token_label;
         let slots = ctx.get_slots_with_token().map_err(|e| Error::Unavailable(format!("listing slots: {e}")))?;
-        let slot = slots
-            .into_iter()
-            .find(|s| ctx.get_token_info(*s).is_ok_and(|t| t.label().trim_end() == self.config.token_label))
-            .ok_or_else(|| Error::Unavailable(format!("no token labelled {:?}", self.config.token_label)))?;
+        let found = slots.into_iter().find_map(|s| {
+            let info = ctx.get_token_info(s).ok()?;
+            (info.label().trim_end() == label).then_some((s, info))
+        });
+        let (slot, info) = found.ok_or_else(|| Error::Unavailable(format!("no token labelled {label:?}")))?;
+        let pin_file = &self.config.pin_file;
+        let (pin, pin_meta) = crate::keystore::master::read_passphrase_and_metadata(pin_file)?;
+        let pin_id = PinFileIdentity::of(&pin_meta);
+        let state =
+            PinState::for_token(&self.config.state_dir, &self.config.module, label, info.serial_number().trim_end());
+        let refuse = |why: String| Error::Pkcs11(format!("not logging in to token {label:?}: {why}"));
+        let recorded = state.is_rejected(pin_id).map_err(|e| {
+            refuse(format!("cannot read the PIN state ({e}); fix or remove the file to allow a login attempt"))
+        })?;
+        if recorded == Some(true) {
+            return Err(refuse(format!(
+                "the token refused the PIN in {} before; it is not tried again until that file changes",
+                pin_file.display()
+            )));
+        }
+        if info.user_pin_locked() {
+            return Err(refuse("the token reports the user PIN is locked (CKF_USER_PIN_LOCKED)".into()));
+        }
+        if info.user_pin_final_try() {
+            return Err(refuse(
+                "the token reports one PIN attempt left (CKF_USER_PIN_FINAL_TRY); log in once with your HSM's \
+                 own tool to reset the counter"
+                    .into(),
+            ));
+        }
+        // COUNT_LOW: failed attempts happened. A PIN this plugin saw rejected
+        // has been replaced by the operator (the state differs): try it once.
+        if info.user_pin_count_low() && recorded.is_none() {
+            return Err(refuse(
+                "the token reports failed PIN attempts (CKF_USER_PIN_COUNT_LOW) that this plugin did not make; \
+                 log in once with your HSM's own tool to reset the counter"
+                    .into(),
+            ));
+        }
+        let pin_text = std::str::from_utf8(pin.expose_secret())
+            .map_err(|_| Error::Pkcs11(format!("{}: the PIN is not UTF-8", pin_file.display())))?;
+        let auth = AuthPin::from(pin_text.to_owned());
         let session = ctx.open_rw_session(slot).map_err(|e| Error::Unavailable(format!("opening a session: {e}")))?;
         self.login_attempts.fetch_add(1, Ordering::SeqCst);
-        tracing::info!(token = %self.config.token_label, "logging in to the PKCS#11 token");
-        match session.login(UserType::User, Some(&self.pin)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(e) if is_bad_pin(&e) => {
-                let reason = format!(
-                    "login to token {:?} refused the PIN from {} ({e}); not retrying, to avoid locking the token",
-                    self.config.token_label,
-                    self.config.pin_file.display()
-                );
-                *self.fatal.lock().map_err(|_| poisoned())? = Some(reason.clone());
-                return Err(Error::Pkcs11(reason));
+        tracing::info!(token = %label, "logging in to the PKCS#11 token");
+        match session.login(UserType::User, Some(&auth)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
+                if recorded.is_some()
+                    && let Err(e) = state.clear()
+                {
+                    tracing::warn!(error = %e, "could not clear the PIN state after a successful login");
+                }
+            }
+            Err(e) if is_rejected_pin(&e) || matches!(e, CkError::Pkcs11(RvError::PinLocked, _)) => {
+                let saved = state.record_rejected(pin_id);
+                let note = match &saved {
+                    Ok(()) => format!("recorded in {}", state.path().display()),
+                    Err(w) => format!("COULD NOT RECORD IT ({w}); this process will not retry it either"),
+                };
+                tracing::error!(token = %label, error = %e, "the token refused the PIN; {note}");
+                return Err(Error::Pkcs11(format!(
+                    "login to token {label:?} refused the PIN from {} ({e}); not retrying it, to avoid \
+                     locking the token; write the right PIN to the file",
+                    pin_file.display()
+                )));
             }
             Err(e) => return Err(Error::Unavailable(format!("login: {e}"))),
         }
         Ok(Conn {
             ctx,
             slot,
-            pool: Mutex::new(vec![session]),
-            keys: RwLock::new(Keys { active: 0, by_version: BTreeMap::new() }),
+            login: Mutex::new(Some(session)),
+            pool: Mutex::new(Vec::new()),
+            keys: RwLock::new(Keys { active: 0, by_version: BTreeMap::new(), highest: 0, marker_seq: 0 }),
         })
     }
 
-    /// Lists the KEK objects on the token.
+    /// Lists the KEK objects and the active marker on the token.
     fn load_keys(&self, conn: &Conn) -> Result<()> {
-        let keys = self.with_session(conn, |s| {
+        let prefix = &self.config.key_label;
+        let (keys, ambiguous, marker) = self.with_session(conn, |s| {
             let template = [Attribute::Class(ObjectClass::SECRET_KEY), Attribute::KeyType(KeyType::AES)];
-            let mut by_version = BTreeMap::new();
-            let prefix = format!("{}/v", self.config.key_label);
+            let mut found: BTreeMap<u32, Vec<Candidate>> = BTreeMap::new();
             for handle in s.find_objects(&template)? {
-                let attrs = s.get_attributes(handle, &[AttributeType::Label, AttributeType::Id])?;
+                let Some(attrs) = attributes(s, handle, &[AttributeType::Label, AttributeType::Id])? else {
+                    continue;
+                };
                 let (mut label, mut id) = (None, None);
                 for a in attrs {
                     match a {
@@ -252,20 +389,80 @@ impl Pkcs11Backend {
                         _ => {}
                     }
                 }
-                let version =
-                    label.as_deref().and_then(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse::<u32>().ok());
-                if let (Some(version), Some(uid)) = (version, id) {
-                    by_version.insert(version, TokenKey { handle, key_id: KeyId::derive(version, &uid, b"pkcs11") });
+                if let Some(v) = label.as_deref().and_then(|l| parse_version_label(prefix, l)) {
+                    found.entry(v).or_default().push((handle, id));
                 }
             }
-            Ok(by_version)
+            let mut marker: Option<(u64, u32)> = None;
+            let mlabel = marker_label(prefix);
+            let mtemplate = [Attribute::Class(ObjectClass::DATA), Attribute::Label(mlabel.into_bytes())];
+            for handle in s.find_objects(&mtemplate)? {
+                for a in attributes(s, handle, &[AttributeType::Value])?.unwrap_or_default() {
+                    if let Attribute::Value(v) = a
+                        && let Some(m) = parse_marker(&v)
+                    {
+                        marker = marker.max(Some(m));
+                    }
+                }
+            }
+            let mut keys = BTreeMap::new();
+            let mut ambiguous = Vec::new();
+            for (v, objs) in found {
+                match objs.as_slice() {
+                    [(handle, Some(uid))] => {
+                        keys.insert(v, TokenKey { handle: *handle, key_id: KeyId::derive(v, uid, b"pkcs11") });
+                    }
+                    _ => ambiguous.push(v),
+                }
+            }
+            Ok((keys, ambiguous, marker))
         })?;
-        let active = keys.keys().next_back().copied().unwrap_or(0);
-        *conn.keys.write().map_err(|_| poisoned())? = Keys { active, by_version: keys };
+        if !ambiguous.is_empty() {
+            tracing::warn!(versions = ?ambiguous, "ignoring KEK versions held by several objects (or without a 16-byte CKA_ID)");
+        }
+        let highest = keys.keys().chain(ambiguous.iter()).max().copied().unwrap_or(0);
+        let (marker_seq, active) = match marker {
+            Some((seq, v)) => (seq, v),
+            None => (0, keys.keys().next_back().copied().unwrap_or(0)),
+        };
+        *conn.keys.write().map_err(|_| poisoned())? = Keys { active, by_version: keys, highest, marker_seq };
         Ok(())
     }
 
-    fn generate_version(&self, conn: &Conn, version: u32) -> Result<KeyId> {
+    fn write_marker(&self, conn: &Conn, seq: u64, version: u32) -> Result<()> {
+        let label = marker_label(&self.config.key_label);
+        self.with_session(conn, |s| {
+            let template = [
+                Attribute::Class(ObjectClass::DATA),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Label(label.clone().into_bytes()),
+                Attribute::Application(APPLICATION.to_vec()),
+                Attribute::Value(format!("{seq} {version}").into_bytes()),
+            ];
+            let new = s.create_object(&template)?;
+            // Older markers go; a concurrent writer's newer one stays.
+            let find = [Attribute::Class(ObjectClass::DATA), Attribute::Label(label.clone().into_bytes())];
+            for handle in s.find_objects(&find)? {
+                if handle == new {
+                    continue;
+                }
+                let older =
+                    attributes(s, handle, &[AttributeType::Value])?.unwrap_or_default().into_iter().any(|a| match a {
+                        Attribute::Value(v) => parse_marker(&v).is_none_or(|m| m < (seq, version)),
+                        _ => false,
+                    });
+                if older {
+                    destroy(s, handle)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Generates a key under `<label>/v<version>` and checks no other object
+    /// holds that label; returns its id, or `None` (key destroyed) if one does.
+    fn create_checked(&self, conn: &Conn, version: u32) -> Result<Option<KeyId>> {
         let mut uid = [0u8; 16];
         qubesec_core::rand::fill(&mut uid).map_err(|e| Error::Internal(format!("randomness: {e}")))?;
         let label = label_of(&self.config.key_label, version);
@@ -281,28 +478,105 @@ impl Pkcs11Backend {
                 Attribute::Label(label.clone().into_bytes()),
                 Attribute::Id(uid.to_vec()),
             ];
-            s.generate_key(&Mechanism::AesKeyGen, &template).map(drop)
-        })?;
-        tracing::info!(label, "generated a KEK in the token");
-        Ok(KeyId::derive(version, &uid, b"pkcs11"))
+            match s.generate_key(&Mechanism::AesKeyGen, &template) {
+                Ok(_) => {}
+                // A busy shared token may fail a generation outright
+                // (SoftHSM2 under contention); the caller tries again.
+                Err(CkError::Pkcs11(RvError::FunctionFailed, _)) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            // Let a concurrent writer's object become visible (tokens shared
+            // through files, like SoftHSM2, publish new objects with a lag),
+            // then look for any other object under this label, by CKA_ID
+            // (handles are not stable identities across re-indexing).
+            std::thread::sleep(SETTLE);
+            let same = [Attribute::Class(ObjectClass::SECRET_KEY), Attribute::Label(label.clone().into_bytes())];
+            let mut mine = Vec::new();
+            let mut others = 0;
+            for h in s.find_objects(&same)? {
+                let Some(attrs) = attributes(s, h, &[AttributeType::Id])? else { continue };
+                let is_mine = attrs.into_iter().any(|a| match a {
+                    Attribute::Id(i) => i == uid,
+                    _ => false,
+                });
+                if is_mine { mine.push(h) } else { others += 1 }
+            }
+            if others > 0 || mine.is_empty() {
+                for h in mine {
+                    destroy(s, h)?;
+                }
+                return Ok(None);
+            }
+            Ok(Some(KeyId::derive(version, &uid, b"pkcs11")))
+        })
+        .inspect(|made| match made {
+            Some(_) => tracing::info!(label, "generated a KEK in the token"),
+            None => tracing::info!(label, "another writer created this version at the same time; retrying"),
+        })
     }
 
-    /// Generates the next KEK version on the token; it becomes active.
+    /// Adds the next KEK version (activating it when `activate`); safe when
+    /// several processes do it on one token at once.
+    fn add_version_on(&self, conn: &Conn, activate: bool) -> Result<KeyId> {
+        for _ in 0..16 {
+            self.load_keys(conn)?;
+            let (highest, seq, active) = {
+                let k = conn.keys.read().map_err(|_| poisoned())?;
+                (k.highest, k.marker_seq, k.active)
+            };
+            if seq == 0 {
+                // Pin today's active version before a newer key appears.
+                self.write_marker(conn, 1, active)?;
+                continue;
+            }
+            let version = highest.checked_add(1).ok_or_else(|| Error::Internal("versions exhausted".into()))?;
+            if let Some(id) = self.create_checked(conn, version)? {
+                if activate {
+                    self.load_keys(conn)?;
+                    let seq = conn.keys.read().map_err(|_| poisoned())?.marker_seq;
+                    self.write_marker(conn, seq + 1, version)?;
+                }
+                self.load_keys(conn)?;
+                return Ok(id);
+            }
+            let pause = qubesec_core::rand::bytes(1).map(|b| u64::from(b[0])).unwrap_or(100);
+            std::thread::sleep(Duration::from_millis(20 + pause));
+        }
+        Err(Error::Pkcs11("could not add a KEK version: other writers kept taking the version number".into()))
+    }
+
+    /// Adds the next KEK version on the token; active at once when
+    /// `activate` (single-node `rotate`), inactive otherwise (`rotate --stage`).
     ///
     /// # Errors
     /// PKCS#11 errors.
-    pub fn rotate(&self) -> Result<KeyId> {
+    pub fn add_version(&self, activate: bool) -> Result<KeyId> {
         let conn = self.current()?;
-        let next = conn
-            .keys
-            .read()
-            .map_err(|_| poisoned())?
-            .active
-            .checked_add(1)
-            .ok_or_else(|| Error::Internal("versions exhausted".into()))?;
-        let id = self.generate_version(&conn, next)?;
+        self.add_version_on(&conn, activate)
+    }
+
+    /// Makes `version` active (a new marker). Returns the previous active version.
+    ///
+    /// # Errors
+    /// [`crate::KeystoreError::NoSuchVersion`], [`crate::KeystoreError::ActivateOlder`], PKCS#11 errors.
+    pub fn activate(&self, version: u32, allow_older: bool) -> Result<u32> {
+        let conn = self.current()?;
         self.load_keys(&conn)?;
-        Ok(id)
+        let (active, seq, present) = {
+            let k = conn.keys.read().map_err(|_| poisoned())?;
+            (k.active, k.marker_seq, k.by_version.contains_key(&version))
+        };
+        if !present {
+            return Err(crate::KeystoreError::NoSuchVersion(version).into());
+        }
+        if version < active && !allow_older {
+            return Err(crate::KeystoreError::ActivateOlder { version, active }.into());
+        }
+        if version != active || seq == 0 {
+            self.write_marker(&conn, seq + 1, version)?;
+        }
+        self.load_keys(&conn)?;
+        Ok(active)
     }
 
     /// Destroys a KEK version (refuses the active one).
@@ -311,6 +585,7 @@ impl Pkcs11Backend {
     /// [`crate::KeystoreError::RetireActive`], [`crate::KeystoreError::NoSuchVersion`], PKCS#11 errors.
     pub fn retire(&self, version: u32) -> Result<()> {
         let conn = self.current()?;
+        self.load_keys(&conn)?;
         let handle = {
             let keys = conn.keys.read().map_err(|_| poisoned())?;
             if version == keys.active {
@@ -323,9 +598,6 @@ impl Pkcs11Backend {
     }
 
     fn current(&self) -> Result<Arc<Conn>> {
-        if let Some(reason) = self.fatal.lock().map_err(|_| poisoned())?.clone() {
-            return Err(Error::Unavailable(reason));
-        }
         self.conn.read().map_err(|_| poisoned())?.clone().ok_or_else(|| {
             let why = self.reconnect.lock().map(|r| r.last_error.clone()).unwrap_or_default();
             Error::Unavailable(format!("PKCS#11 token {:?} is not connected: {why}", self.config.token_label))
@@ -414,6 +686,41 @@ impl Pkcs11Backend {
             .map(|k| k.handle)
             .ok_or_else(|| Error::UnknownKey(key_id.to_string()))
     }
+
+    /// AES-GCM in the token with an IV the token generates (PKCS#11 3.0).
+    fn encrypt_token_iv(
+        &self,
+        conn: &Conn,
+        handle: ObjectHandle,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<([u8; 12], Vec<u8>)> {
+        let mut iv = [0u8; 12];
+        let mut tag = [0u8; 16];
+        let out = self.with_session(conn, |s| {
+            let mut init_iv = [0u8; 12];
+            let mut init_tag = [0u8; 16];
+            let init = GcmMessageParams::new(&mut init_iv, 0.into(), GeneratorFunction::GenerateRandom, &mut init_tag)?;
+            s.message_encrypt_init(&Mechanism::AesGcmMessage(init), handle)?;
+            let params = GcmMessageParams::new(&mut iv, 0.into(), GeneratorFunction::GenerateRandom, &mut tag)?;
+            let out = s.encrypt_message(&MessageParam::AesGcmMessage(params), aad, plaintext);
+            let _ = s.message_encrypt_final();
+            out
+        });
+        let out = out.map_err(|e| match e {
+            Error::Pkcs11(m) => Error::Pkcs11(format!(
+                "--token-generated-iv: the token cannot generate AES-GCM IVs (PKCS#11 3.0 \
+                 C_MessageEncryptInit/C_EncryptMessage with CKG_GENERATE_RANDOM): {m}"
+            )),
+            other => other,
+        })?;
+        if iv == [0u8; 12] {
+            return Err(Error::Pkcs11(
+                "--token-generated-iv: the token returned no IV; refusing the ciphertext".into(),
+            ));
+        }
+        Ok((iv, [out, tag.to_vec()].concat()))
+    }
 }
 
 /// Finalizes the library once no session or operation uses it any more.
@@ -421,6 +728,9 @@ impl Drop for Conn {
     fn drop(&mut self) {
         if let Ok(mut pool) = self.pool.lock() {
             pool.clear();
+        }
+        if let Ok(mut login) = self.login.lock() {
+            login.take();
         }
         let _ = self.ctx.clone().finalize();
     }
@@ -438,10 +748,9 @@ impl Backend for Pkcs11Backend {
     fn active_key_id(&self) -> Result<KeyId> {
         let conn = self.current()?;
         let keys = conn.keys.read().map_err(|_| poisoned())?;
-        keys.by_version
-            .get(&keys.active)
-            .map(|k| k.key_id.clone())
-            .ok_or_else(|| Error::Unavailable("no KEK on the token".into()))
+        keys.by_version.get(&keys.active).map(|k| k.key_id.clone()).ok_or_else(|| {
+            Error::Unavailable(format!("the active KEK version {} is not (unambiguously) on the token", keys.active))
+        })
     }
 
     fn encrypt(&self, plaintext: &[u8]) -> Result<Sealed> {
@@ -449,13 +758,18 @@ impl Backend for Pkcs11Backend {
         let conn = self.current()?;
         let key_id = self.active_key_id()?;
         let handle = self.key(&conn, &key_id)?;
-        let nonce = envelope::random_nonce()?;
         let aad = envelope::associated_data(&key_id);
-        let sealed = self.with_session(&conn, |s| {
-            let mut iv = nonce;
-            let params = GcmParams::new(&mut iv, &aad, 128.into())?;
-            s.encrypt(&Mechanism::AesGcm(params), handle, plaintext)
-        })?;
+        let (nonce, sealed) = if self.config.token_generated_iv {
+            self.encrypt_token_iv(&conn, handle, &aad, plaintext)?
+        } else {
+            let nonce = envelope::random_nonce()?;
+            let sealed = self.with_session(&conn, |s| {
+                let mut iv = nonce;
+                let params = GcmParams::new(&mut iv, &aad, 128.into())?;
+                s.encrypt(&Mechanism::AesGcm(params), handle, plaintext)
+            })?;
+            (nonce, sealed)
+        };
         Ok(Sealed { ciphertext: envelope::join(&nonce, &sealed), key_id })
     }
 
@@ -489,9 +803,6 @@ impl Backend for Pkcs11Backend {
                 }
             }
             None => {
-                if let Some(reason) = self.fatal.lock().map_err(|_| poisoned())?.clone() {
-                    return Err(Error::Pkcs11(reason));
-                }
                 {
                     let r = self.reconnect.lock().map_err(|_| poisoned())?;
                     if Instant::now() < r.next_attempt {
@@ -500,7 +811,7 @@ impl Backend for Pkcs11Backend {
                 }
                 match self.open_conn() {
                     Ok(conn) if conn.keys.read().is_ok_and(|k| !k.by_version.is_empty()) => {
-                        tracing::info!(token = %self.config.token_label, "PKCS#11 token reconnected");
+                        tracing::info!(token = %self.config.token_label, "PKCS#11 token connected");
                         *self.conn.write().map_err(|_| poisoned())? = Some(conn);
                     }
                     other => {
@@ -518,5 +829,32 @@ impl Backend for Pkcs11Backend {
             }
         }
         Ok(self.active_key_id().ok() != before)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_labels_parse_strictly() {
+        assert_eq!(parse_version_label("kek", "kek/v1"), Some(1));
+        assert_eq!(parse_version_label("kek", "kek/v4294967295"), Some(u32::MAX));
+        for bad in
+            ["kek/v01", "kek/v+1", "kek/v", "kek/v0", "kek/v-1", "kek/v1 ", "kek/v١", "kek/v4294967296", "kek2/v1"]
+        {
+            assert_eq!(parse_version_label("kek", bad), None, "{bad}");
+        }
+        // A prefix that is itself a prefix of another label does not capture it.
+        assert_eq!(parse_version_label("kek", "kek/x/v1"), None);
+    }
+
+    #[test]
+    fn markers_parse_strictly() {
+        assert_eq!(parse_marker(b"1 0"), Some((1, 0)));
+        assert_eq!(parse_marker(b"12 7"), Some((12, 7)));
+        for bad in [&b"01 7"[..], b"1 07", b"1  7", b"17", b"1 +7", b"", b"1 7 "] {
+            assert_eq!(parse_marker(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 }

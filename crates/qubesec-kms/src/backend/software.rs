@@ -1,7 +1,8 @@
 //! The software backend: KEKs from a [`Keystore`], AES-256-GCM in process.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -27,11 +28,30 @@ struct State {
 }
 
 /// KEK versions from a sealed keystore file, re-read when it changes.
+///
+/// Opening can wait: [`SoftwareBackend::new`] never fails, and until the
+/// keystore opens (missing, wrong master key, unreadable) every request
+/// fails with `Unavailable` naming the reason, while [`Backend::refresh`]
+/// retries with backoff (1 s .. 30 s).
 pub struct SoftwareBackend {
     keystore: Keystore,
-    master: MasterKey,
-    state: RwLock<State>,
+    source: MasterKeySource,
+    inner: RwLock<Option<Inner>>,
+    retry: Mutex<Retry>,
 }
+
+struct Inner {
+    master: MasterKey,
+    state: State,
+}
+
+struct Retry {
+    next_attempt: Instant,
+    backoff: Duration,
+    last_error: String,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for SoftwareBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,19 +60,49 @@ impl std::fmt::Debug for SoftwareBackend {
 }
 
 impl SoftwareBackend {
-    /// Opens the keystore with the master key from `source`.
+    /// A backend that opens the keystore on the first [`Backend::refresh`].
+    pub fn new(keystore: Keystore, source: MasterKeySource) -> Self {
+        Self {
+            keystore,
+            source,
+            inner: RwLock::new(None),
+            retry: Mutex::new(Retry {
+                next_attempt: Instant::now(),
+                backoff: Duration::from_secs(1),
+                last_error: "keystore not opened yet".into(),
+            }),
+        }
+    }
+
+    /// Opens the keystore with the master key from `source` now.
     ///
     /// # Errors
     /// Every keystore error (missing, corrupt, wrong master key, ...).
     pub fn open(keystore: Keystore, source: &MasterKeySource) -> Result<Self> {
-        let opened = keystore.open(source)?;
-        let state = load(opened.header, &opened.keys)?;
-        Ok(Self { keystore, master: opened.master, state: RwLock::new(state) })
+        let backend = Self::new(keystore, source.clone());
+        let inner = backend.load_inner()?;
+        *backend.inner.write().map_err(|_| poisoned())? = Some(inner);
+        Ok(backend)
     }
 
-    fn state(&self) -> Result<std::sync::RwLockReadGuard<'_, State>> {
-        self.state.read().map_err(|_| Error::Internal("keystore state lock poisoned".into()))
+    fn load_inner(&self) -> Result<Inner> {
+        let opened = self.keystore.open(&self.source)?;
+        let state = load(opened.header, &opened.keys)?;
+        Ok(Inner { master: opened.master, state })
     }
+
+    fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Option<Inner>>> {
+        self.inner.read().map_err(|_| poisoned())
+    }
+
+    fn unavailable(&self) -> Error {
+        let why = self.retry.lock().map(|r| r.last_error.clone()).unwrap_or_default();
+        Error::Unavailable(format!("keystore {} is not open: {why}", self.keystore.path().display()))
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Internal("keystore state lock poisoned".into())
 }
 
 fn load(header: Header, keys: &KeySet) -> Result<State> {
@@ -75,12 +125,17 @@ impl Backend for SoftwareBackend {
     }
 
     fn active_key_id(&self) -> Result<KeyId> {
-        Ok(self.state()?.active.key_id.clone())
+        let guard = self.read()?;
+        let inner = guard.as_ref().ok_or_else(|| self.unavailable())?;
+        Ok(inner.state.active.key_id.clone())
     }
 
     fn encrypt(&self, plaintext: &[u8]) -> Result<Sealed> {
         envelope::check_plaintext(plaintext)?;
-        let active = Arc::clone(&self.state()?.active);
+        let active = {
+            let guard = self.read()?;
+            Arc::clone(&guard.as_ref().ok_or_else(|| self.unavailable())?.state.active)
+        };
         let nonce = envelope::random_nonce()?;
         let aad = envelope::associated_data(&active.key_id);
         let sealed = active
@@ -92,13 +147,12 @@ impl Backend for SoftwareBackend {
 
     fn decrypt(&self, key_id: &KeyId, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let parts = envelope::split(ciphertext)?;
-        let kek = self
-            .state()?
-            .keys
-            .get(&key_id.version())
-            .filter(|k| k.key_id == *key_id)
-            .cloned()
-            .ok_or_else(|| Error::UnknownKey(key_id.to_string()))?;
+        let kek = {
+            let guard = self.read()?;
+            let inner = guard.as_ref().ok_or_else(|| self.unavailable())?;
+            inner.state.keys.get(&key_id.version()).filter(|k| k.key_id == *key_id).cloned()
+        }
+        .ok_or_else(|| Error::UnknownKey(key_id.to_string()))?;
         let aad = envelope::associated_data(key_id);
         kek.cipher
             .decrypt(&Nonce::from(*parts.nonce), Payload { msg: parts.sealed, aad: &aad })
@@ -107,11 +161,40 @@ impl Backend for SoftwareBackend {
     }
 
     fn refresh(&self) -> Result<bool> {
-        let header = self.state()?.header;
-        let Some((header, keys)) = self.keystore.reload(&self.master, &header)? else { return Ok(false) };
+        let known = self.read()?.as_ref().map(|i| i.state.header);
+        let Some(header) = known else {
+            {
+                let r = self.retry.lock().map_err(|_| poisoned())?;
+                if Instant::now() < r.next_attempt {
+                    return Err(Error::Unavailable(format!("retry pending: {}", r.last_error)));
+                }
+            }
+            return match self.load_inner() {
+                Ok(inner) => {
+                    *self.inner.write().map_err(|_| poisoned())? = Some(inner);
+                    tracing::info!(keystore = %self.keystore.path().display(), "keystore opened");
+                    Ok(true)
+                }
+                Err(e) => {
+                    let mut r = self.retry.lock().map_err(|_| poisoned())?;
+                    r.next_attempt = Instant::now() + r.backoff;
+                    r.backoff = (r.backoff * 2).min(MAX_BACKOFF);
+                    r.last_error = e.to_string();
+                    Err(Error::Unavailable(e.to_string()))
+                }
+            };
+        };
+        let reloaded = {
+            let guard = self.read()?;
+            let inner = guard.as_ref().ok_or_else(|| self.unavailable())?;
+            self.keystore.reload(&inner.master, &header)?
+        };
+        let Some((header, keys)) = reloaded else { return Ok(false) };
         let fresh = load(header, &keys)?;
-        let mut state = self.state.write().map_err(|_| Error::Internal("keystore state lock poisoned".into()))?;
-        *state = fresh;
+        let mut guard = self.inner.write().map_err(|_| poisoned())?;
+        if let Some(inner) = guard.as_mut() {
+            inner.state = fresh;
+        }
         Ok(true)
     }
 }

@@ -1,9 +1,11 @@
-//! The keystore file format, version 1 (see `docs/kms-keystore-format.md`).
+//! The keystore file format, version 2 (see `docs/kms-keystore-format.md`);
+//! version 1 files (no import records in the key set) are read too, and
+//! rewritten as version 2 on the next write.
 //!
 //! ```text
 //! offset  size  field
 //! 0       8     magic "QSKMSKEY"
-//! 8       2     format version, u16 big-endian (1)
+//! 8       2     format version, u16 big-endian (2; 1 is read)
 //! 10      1     master key kind: 1 = key file, 2 = Argon2id passphrase
 //! 11      1     reserved, 0
 //! 12      4     Argon2id m_cost KiB   (0 for a key file)
@@ -32,8 +34,10 @@ use crate::error::KeystoreError;
 
 /// The file magic.
 pub const MAGIC: &[u8; 8] = b"QSKMSKEY";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this build writes.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_READ_VERSION: u16 = 1;
 const HEADER_LEN: usize = 64;
 const CHECKSUM_LEN: usize = 32;
 /// Upper bound on the sealed key set (about 17 000 versions).
@@ -46,6 +50,8 @@ pub struct Header {
     pub kdf: Kdf,
     /// Incremented on every write.
     pub generation: u64,
+    /// The file's format version (what [`seal`] writes: [`FORMAT_VERSION`]).
+    pub format: u16,
 }
 
 /// Seals a key set into file bytes.
@@ -105,7 +111,7 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, KeystoreError> 
     }
     let u32_at = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     let version = u16::from_be_bytes([bytes[8], bytes[9]]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(KeystoreError::UnsupportedVersion { path: path.into(), found: version, supported: FORMAT_VERSION });
     }
     let sealed_len = u32_at(60) as usize;
@@ -134,7 +140,7 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, KeystoreError> 
     };
     let mut generation = [0u8; 8];
     generation.copy_from_slice(&bytes[40..48]);
-    Ok(Header { kdf, generation: u64::from_be_bytes(generation) })
+    Ok(Header { kdf, generation: u64::from_be_bytes(generation), format: version })
 }
 
 /// Opens file bytes whose header [`parse_header`] accepted.
@@ -153,6 +159,7 @@ pub fn open(path: &Path, bytes: &[u8], master: &MasterKey) -> Result<(Header, Ke
             .decrypt(&Nonce::from(nonce), Payload { msg: sealed, aad: &bytes[..HEADER_LEN] })
             .map_err(|_| KeystoreError::WrongMasterKey(path.into()))?,
     );
-    let keys = KeySet::decode(&plain).map_err(|what| KeystoreError::Corrupt { path: path.into(), what })?;
+    let keys =
+        KeySet::decode(&plain, header.format).map_err(|what| KeystoreError::Corrupt { path: path.into(), what })?;
     Ok((header, keys))
 }

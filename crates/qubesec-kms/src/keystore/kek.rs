@@ -101,12 +101,33 @@ fn commitment(key: &[u8; 32], uid: &[u8; 16]) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(mac.finalize().into_bytes().to_vec())
 }
 
-/// All KEK versions of a keystore, with the active one and the next free version number.
+/// The newest bundle accepted from one signer (the replay rule of `import`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportRecord {
+    /// SHA-256 over the signer's DER SubjectPublicKeyInfo.
+    pub signer: [u8; 32],
+    /// The bundle's creation time, Unix milliseconds.
+    pub created_ms: u64,
+}
+
+/// All KEK versions of a keystore: the active one, staged ones (newer than
+/// the active one, not yet used by Encrypt), older ones kept for Decrypt,
+/// the next free version number, and the import records.
 #[derive(Debug)]
 pub struct KeySet {
     active: u32,
     next: u32,
     keys: BTreeMap<u32, KekVersion>,
+    imports: BTreeMap<[u8; 32], u64>,
+}
+
+/// What an import added.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// The key ids added, oldest first.
+    pub added: Vec<KeyId>,
+    /// The key ids the bundle held that were already here.
+    pub known: Vec<KeyId>,
 }
 
 impl KeySet {
@@ -116,7 +137,28 @@ impl KeySet {
     /// [`KeystoreError::Randomness`] if the OS random generator fails.
     pub fn first() -> Result<Self, KeystoreError> {
         let kek = KekVersion::generate(1)?;
-        Ok(Self { active: 1, next: 2, keys: BTreeMap::from([(1, kek)]) })
+        Ok(Self { active: 1, next: 2, keys: BTreeMap::from([(1, kek)]), imports: BTreeMap::new() })
+    }
+
+    /// A key set made from imported versions, for a keystore that did not
+    /// exist yet: it takes the exporting node's active version.
+    ///
+    /// # Errors
+    /// [`KeystoreError::NoSuchVersion`] if `active` is not among `versions`,
+    /// [`KeystoreError::Conflict`] for a version that appears twice.
+    pub fn from_imported(versions: Vec<KekVersion>, active: u32) -> Result<Self, KeystoreError> {
+        let mut keys = BTreeMap::new();
+        for kek in versions {
+            let v = kek.version();
+            if keys.insert(v, kek).is_some() {
+                return Err(KeystoreError::Conflict(v));
+            }
+        }
+        if !keys.contains_key(&active) {
+            return Err(KeystoreError::NoSuchVersion(active));
+        }
+        let next = next_after(&keys)?;
+        Ok(Self { active, next, keys, imports: BTreeMap::new() })
     }
 
     /// The active version (used by Encrypt).
@@ -133,6 +175,11 @@ impl KeySet {
         self.active
     }
 
+    /// The next version number `rotate` or `rotate --stage` will use.
+    pub fn next_version(&self) -> u32 {
+        self.next
+    }
+
     /// The version with this number.
     pub fn get(&self, version: u32) -> Option<&KekVersion> {
         self.keys.get(&version)
@@ -143,19 +190,53 @@ impl KeySet {
         self.keys.values()
     }
 
-    /// Adds a fresh KEK and makes it active; returns its version.
+    /// Whether `version` is staged: present and newer than the active one.
+    pub fn is_staged(&self, version: u32) -> bool {
+        version > self.active && self.keys.contains_key(&version)
+    }
+
+    /// The import records: signer fingerprint and the newest accepted bundle time.
+    pub fn imports(&self) -> impl Iterator<Item = ImportRecord> + '_ {
+        self.imports.iter().map(|(signer, created_ms)| ImportRecord { signer: *signer, created_ms: *created_ms })
+    }
+
+    /// Adds a fresh KEK *without* activating it (`rotate --stage`); returns its version.
     ///
     /// # Errors
     /// [`KeystoreError::Randomness`] if the OS random generator fails,
     /// [`KeystoreError::NoSuchVersion`] if version numbers are exhausted.
-    pub fn rotate(&mut self) -> Result<u32, KeystoreError> {
+    pub fn stage(&mut self) -> Result<u32, KeystoreError> {
         let version = self.next;
         let next = version.checked_add(1).ok_or(KeystoreError::NoSuchVersion(u32::MAX))?;
         let kek = KekVersion::generate(version)?;
         self.keys.insert(version, kek);
-        self.active = version;
         self.next = next;
         Ok(version)
+    }
+
+    /// Adds a fresh KEK and makes it active at once (single-node `rotate`); returns its version.
+    ///
+    /// # Errors
+    /// As [`KeySet::stage`].
+    pub fn rotate(&mut self) -> Result<u32, KeystoreError> {
+        let version = self.stage()?;
+        self.active = version;
+        Ok(version)
+    }
+
+    /// Makes `version` the active one. Going back to an older version needs
+    /// `allow_older`. Returns the previously active version.
+    ///
+    /// # Errors
+    /// [`KeystoreError::NoSuchVersion`], [`KeystoreError::ActivateOlder`].
+    pub fn activate(&mut self, version: u32, allow_older: bool) -> Result<u32, KeystoreError> {
+        if !self.keys.contains_key(&version) {
+            return Err(KeystoreError::NoSuchVersion(version));
+        }
+        if version < self.active && !allow_older {
+            return Err(KeystoreError::ActivateOlder { version, active: self.active });
+        }
+        Ok(std::mem::replace(&mut self.active, version))
     }
 
     /// Removes a version for good. Refuses the active one.
@@ -169,76 +250,193 @@ impl KeySet {
         self.keys.remove(&version).map(drop).ok_or(KeystoreError::NoSuchVersion(version))
     }
 
-    /// Merges another key set (an imported bundle): new versions are added,
-    /// identical ones skipped, differing ones refused; the other set's active
-    /// version becomes active. Returns the number of versions added.
+    /// The replay rule: a bundle from `signer` must be newer than every
+    /// bundle already imported from it.
     ///
     /// # Errors
-    /// [`KeystoreError::Conflict`] if a version number holds different material.
-    pub fn merge(&mut self, other: KeySet) -> Result<usize, KeystoreError> {
-        for (v, kek) in &other.keys {
-            if let Some(mine) = self.keys.get(v)
-                && !mine.same_material(kek)
-            {
-                return Err(KeystoreError::Conflict(*v));
+    /// [`KeystoreError::Replayed`].
+    pub fn check_fresh(&self, signer: &[u8; 32], created_ms: u64) -> Result<(), KeystoreError> {
+        match self.imports.get(signer) {
+            Some(&last) if created_ms <= last => {
+                Err(KeystoreError::Replayed { created_ms, last_ms: last, signer: hex::encode(signer) })
             }
+            _ => Ok(()),
         }
-        let mut added = 0;
-        let active = other.active;
-        self.next = self.next.max(other.next);
-        for (v, kek) in other.keys {
-            if let std::collections::btree_map::Entry::Vacant(e) = self.keys.entry(v) {
-                e.insert(kek);
-                added += 1;
-            }
-        }
-        self.active = active;
-        Ok(added)
     }
 
-    /// Encodes the set (secret bytes: the buffer is wiped on drop).
+    /// Adds imported versions: new ones are added (inactive), identical ones
+    /// skipped, a version number holding different material refused. The
+    /// active version never changes; the next version number rises only
+    /// past the highest version actually added. Records the bundle for the
+    /// replay rule.
+    ///
+    /// # Errors
+    /// [`KeystoreError::Conflict`], [`KeystoreError::Replayed`],
+    /// [`KeystoreError::NoSuchVersion`] when the versions are exhausted.
+    pub fn merge_import(
+        &mut self,
+        versions: Vec<KekVersion>,
+        signer: [u8; 32],
+        created_ms: u64,
+    ) -> Result<Merged, KeystoreError> {
+        self.check_fresh(&signer, created_ms)?;
+        for kek in &versions {
+            if let Some(mine) = self.keys.get(&kek.version())
+                && !mine.same_material(kek)
+            {
+                return Err(KeystoreError::Conflict(kek.version()));
+            }
+        }
+        let mut merged = Merged::default();
+        for kek in versions {
+            let v = kek.version();
+            if self.keys.contains_key(&v) {
+                merged.known.push(kek.key_id().clone());
+                continue;
+            }
+            let next = v.checked_add(1).ok_or(KeystoreError::NoSuchVersion(u32::MAX))?;
+            self.next = self.next.max(next);
+            merged.added.push(kek.key_id().clone());
+            self.keys.insert(v, kek);
+        }
+        self.record_import(signer, created_ms);
+        Ok(merged)
+    }
+
+    /// Records an accepted bundle (also used when `import` creates the keystore).
+    pub(crate) fn record_import(&mut self, signer: [u8; 32], created_ms: u64) {
+        let last = self.imports.entry(signer).or_insert(0);
+        *last = (*last).max(created_ms);
+    }
+
+    /// Encodes the set (secret bytes: the buffer is wiped on drop), format 2.
     pub(crate) fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(12 + self.keys.len() * ENTRY_LEN));
+        let mut out = Zeroizing::new(Vec::with_capacity(16 + self.keys.len() * ENTRY_LEN + self.imports.len() * 40));
         out.extend_from_slice(&self.active.to_be_bytes());
         out.extend_from_slice(&self.next.to_be_bytes());
         out.extend_from_slice(&(self.keys.len() as u32).to_be_bytes());
         for kek in self.keys.values() {
             kek.encode_into(&mut out);
         }
+        out.extend_from_slice(&(self.imports.len() as u32).to_be_bytes());
+        for (signer, created) in &self.imports {
+            out.extend_from_slice(signer);
+            out.extend_from_slice(&created.to_be_bytes());
+        }
         out
     }
 
-    /// Decodes and validates a set; `what` explains a failure.
-    pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<Self, String> {
-        let (head, mut rest) = bytes.split_at_checked(12).ok_or("key set shorter than its 12-byte header")?;
+    /// Decodes and validates a set written by keystore format `format`
+    /// (1: no import records, 2: with them); `what` explains a failure.
+    pub(crate) fn decode(bytes: &[u8], format: u16) -> std::result::Result<Self, String> {
+        let (head, rest) = bytes.split_at_checked(12).ok_or("key set shorter than its 12-byte header")?;
         let word = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
         let (active, next, count) = (word(0), word(4), word(8) as usize);
-        if rest.len() != count.saturating_mul(ENTRY_LEN) {
-            return Err(format!("key set says {count} keys but holds {} bytes of entries", rest.len()));
-        }
-        let mut keys = BTreeMap::new();
-        while let Some((entry, tail)) = rest.split_at_checked(ENTRY_LEN) {
-            rest = tail;
-            let version = u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]]);
-            let mut created = [0u8; 8];
-            created.copy_from_slice(&entry[4..12]);
-            let mut uid = [0u8; 16];
-            uid.copy_from_slice(&entry[12..28]);
-            let mut key = Zeroizing::new([0u8; 32]);
-            key.copy_from_slice(&entry[28..60]);
-            if version == 0 || version >= next {
-                return Err(format!("key version {version} outside 1..{next}"));
-            }
-            let kek = KekVersion::new(version, u64::from_be_bytes(created), uid, key);
-            if keys.insert(version, kek).is_some() {
-                return Err(format!("key version {version} appears twice"));
-            }
-        }
+        let entries_len = count.checked_mul(ENTRY_LEN).ok_or("key count overflows")?;
+        let (entries, mut tail) = rest
+            .split_at_checked(entries_len)
+            .ok_or_else(|| format!("key set says {count} keys but holds {} bytes of entries", rest.len()))?;
+        let keys = decode_entries(entries, |version| {
+            if version >= next { Err(format!("key version {version} outside 1..{next}")) } else { Ok(()) }
+        })?;
         if !keys.contains_key(&active) {
             return Err(format!("active version {active} is not in the key set"));
         }
-        Ok(Self { active, next, keys })
+        let mut imports = BTreeMap::new();
+        if format >= 2 {
+            let (n, t) = tail.split_at_checked(4).ok_or("key set lacks its import record count")?;
+            let n = u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize;
+            if t.len() != n.saturating_mul(40) {
+                return Err(format!("key set says {n} import records but holds {} bytes of them", t.len()));
+            }
+            for rec in t.chunks_exact(40) {
+                let mut signer = [0u8; 32];
+                signer.copy_from_slice(&rec[..32]);
+                let mut created = [0u8; 8];
+                created.copy_from_slice(&rec[32..]);
+                if imports.insert(signer, u64::from_be_bytes(created)).is_some() {
+                    return Err("an import record appears twice".into());
+                }
+            }
+            tail = &[];
+        }
+        if !tail.is_empty() {
+            return Err(format!("{} trailing bytes after the key set", tail.len()));
+        }
+        Ok(Self { active, next, keys, imports })
     }
+}
+
+/// The number after the highest version (the `next` a set of versions proves).
+fn next_after(keys: &BTreeMap<u32, KekVersion>) -> Result<u32, KeystoreError> {
+    let highest = keys.keys().next_back().copied().unwrap_or(0);
+    highest.checked_add(1).ok_or(KeystoreError::NoSuchVersion(u32::MAX))
+}
+
+/// Encodes versions as a bare list (a bundle's payload): `n` then `n` entries.
+pub(crate) fn encode_list<'a>(versions: impl Iterator<Item = &'a KekVersion>) -> Zeroizing<Vec<u8>> {
+    let mut body = Zeroizing::new(Vec::new());
+    let mut n = 0u32;
+    for kek in versions {
+        kek.encode_into(&mut body);
+        n += 1;
+    }
+    let mut out = Zeroizing::new(Vec::with_capacity(4 + body.len()));
+    out.extend_from_slice(&n.to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Decodes a bare list written by [`encode_list`]: non-empty, ascending,
+/// versions in `1..u32::MAX`.
+pub(crate) fn decode_list(bytes: &[u8]) -> std::result::Result<Vec<KekVersion>, String> {
+    let (n, entries) = bytes.split_at_checked(4).ok_or("key list shorter than its count")?;
+    let n = u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize;
+    if n == 0 {
+        return Err("the key list is empty".into());
+    }
+    if entries.len() != n.saturating_mul(ENTRY_LEN) {
+        return Err(format!("key list says {n} keys but holds {} bytes of entries", entries.len()));
+    }
+    let keys = decode_entries(entries, |version| {
+        if version == u32::MAX { Err(format!("key version {version} leaves no next version")) } else { Ok(()) }
+    })?;
+    Ok(keys.into_values().collect())
+}
+
+/// Decodes 60-byte entries in ascending version order; `check` vets each version.
+fn decode_entries(
+    mut rest: &[u8],
+    check: impl Fn(u32) -> std::result::Result<(), String>,
+) -> std::result::Result<BTreeMap<u32, KekVersion>, String> {
+    let mut keys = BTreeMap::new();
+    let mut previous = 0u32;
+    while let Some((entry, tail)) = rest.split_at_checked(ENTRY_LEN) {
+        rest = tail;
+        let version = u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]]);
+        let mut created = [0u8; 8];
+        created.copy_from_slice(&entry[4..12]);
+        let mut uid = [0u8; 16];
+        uid.copy_from_slice(&entry[12..28]);
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&entry[28..60]);
+        if version == 0 {
+            return Err("key version 0 is not valid".into());
+        }
+        check(version)?;
+        if version == previous {
+            return Err(format!("key version {version} appears twice"));
+        }
+        if version < previous {
+            return Err(format!("key version {version} after {previous}: entries are not ascending"));
+        }
+        previous = version;
+        keys.insert(version, KekVersion::new(version, u64::from_be_bytes(created), uid, key));
+    }
+    if !rest.is_empty() {
+        return Err("a key entry is truncated".into());
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]
@@ -252,7 +450,7 @@ mod tests {
         set.rotate().unwrap();
         set.retire(2).unwrap();
         let bytes = set.encode();
-        let back = KeySet::decode(&bytes).unwrap();
+        let back = KeySet::decode(&bytes, 2).unwrap();
         assert_eq!(back.active().unwrap().version(), 3);
         assert_eq!(back.versions().map(KekVersion::version).collect::<Vec<_>>(), [1, 3]);
         assert_eq!(back.active().unwrap().key_id(), set.active().unwrap().key_id());
@@ -270,11 +468,11 @@ mod tests {
     fn decode_rejects_inconsistent_sets() {
         let set = KeySet::first().unwrap();
         let bytes = set.encode();
-        assert!(KeySet::decode(&bytes[..bytes.len() - 1]).is_err());
+        assert!(KeySet::decode(&bytes[..bytes.len() - 1], 2).is_err());
         let mut bad_active = bytes.to_vec();
         bad_active[3] = 9;
-        assert!(KeySet::decode(&bad_active).is_err());
-        assert!(KeySet::decode(&[0; 5]).is_err());
+        assert!(KeySet::decode(&bad_active, 2).is_err());
+        assert!(KeySet::decode(&[0; 5], 2).is_err());
     }
 
     #[test]
@@ -288,14 +486,70 @@ mod tests {
     }
 
     #[test]
-    fn merge_adds_and_refuses_conflicts() {
+    fn import_adds_inactive_versions_and_never_inflates_next() {
         let mut a = KeySet::first().unwrap();
-        let b_bytes = a.encode();
-        let mut b = KeySet::decode(&b_bytes).unwrap();
-        b.rotate().unwrap();
-        assert_eq!(a.merge(b).unwrap(), 1);
-        assert_eq!(a.active().unwrap().version(), 2);
+        let mut b = KeySet::decode(&a.encode(), 2).unwrap();
+        b.stage().unwrap();
+        let list = decode_list(&encode_list(b.versions())).unwrap();
+        let merged = a.merge_import(list, [1; 32], 10).unwrap();
+        assert_eq!(merged.added.len(), 1);
+        assert_eq!(merged.known.len(), 1);
+        assert_eq!(a.active_version(), 1, "import never changes the active version");
+        assert!(a.is_staged(2));
+        assert_eq!(a.next_version(), 3);
+        // Replay: the same or an older bundle from the same signer is refused.
+        let again = decode_list(&encode_list(b.versions())).unwrap();
+        assert!(matches!(a.merge_import(again, [1; 32], 10), Err(KeystoreError::Replayed { .. })));
+        // Differing material under a known version number is refused.
         let c = KeySet::first().unwrap();
-        assert!(matches!(a.merge(c), Err(KeystoreError::Conflict(1))));
+        let list = decode_list(&encode_list(c.versions())).unwrap();
+        assert!(matches!(a.merge_import(list, [1; 32], 11), Err(KeystoreError::Conflict(1))));
+        // Activation is the explicit step; going back needs a flag.
+        assert_eq!(a.activate(2, false).unwrap(), 1);
+        assert!(matches!(a.activate(1, false), Err(KeystoreError::ActivateOlder { version: 1, active: 2 })));
+        assert_eq!(a.activate(1, true).unwrap(), 2);
+        assert!(matches!(a.activate(9, false), Err(KeystoreError::NoSuchVersion(9))));
+    }
+
+    #[test]
+    fn key_lists_reject_disorder_and_version_max() {
+        let mut set = KeySet::first().unwrap();
+        set.stage().unwrap();
+        let good = encode_list(set.versions());
+        assert_eq!(decode_list(&good).unwrap().len(), 2);
+        let mut swapped = good.to_vec();
+        swapped[4..8].copy_from_slice(&3u32.to_be_bytes());
+        assert!(decode_list(&swapped).unwrap_err().contains("not ascending"));
+        let mut max = good.to_vec();
+        max[4 + ENTRY_LEN..8 + ENTRY_LEN].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode_list(&max).unwrap_err().contains("no next version"));
+        assert!(decode_list(&0u32.to_be_bytes()).unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn stage_keeps_the_active_version() {
+        let mut set = KeySet::first().unwrap();
+        assert_eq!(set.stage().unwrap(), 2);
+        assert_eq!(set.active_version(), 1);
+        assert_eq!(set.rotate().unwrap(), 3);
+        assert_eq!(set.active_version(), 3);
+        assert!(!set.is_staged(2), "2 is older than the active version now");
+        let back = KeySet::decode(&set.encode(), 2).unwrap();
+        assert_eq!(back.next_version(), 4);
+        // Format 1 sets (no import records) still read.
+        let mut v1 = set.encode().to_vec();
+        v1.truncate(v1.len() - 4);
+        assert_eq!(KeySet::decode(&v1, 1).unwrap().active_version(), 3);
+        assert!(KeySet::decode(&v1, 2).is_err());
+    }
+
+    #[test]
+    fn conflicting_import_changes_nothing() {
+        let mut a = KeySet::first().unwrap();
+        let c = KeySet::first().unwrap();
+        let list = decode_list(&encode_list(c.versions())).unwrap();
+        assert!(matches!(a.merge_import(list, [2; 32], 1), Err(KeystoreError::Conflict(1))));
+        assert_eq!(a.versions().count(), 1, "a refused import changes nothing");
+        assert_eq!(a.imports().count(), 0);
     }
 }

@@ -2,8 +2,9 @@
 //! Argon2id over a passphrase read from a file.
 
 use std::fmt;
+use std::io::Read;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretSlice};
@@ -23,9 +24,63 @@ pub struct Argon2Params {
 }
 
 impl Default for Argon2Params {
-    /// 19 MiB, 2 passes, 1 lane (the OWASP recommendation for Argon2id).
+    /// 64 MiB, 3 passes, 1 lane (RFC 9106's second recommended option, with one lane).
     fn default() -> Self {
-        Self { m_cost: 19 * 1024, t_cost: 2, p_cost: 1 }
+        Self { m_cost: 64 * 1024, t_cost: 3, p_cost: 1 }
+    }
+}
+
+/// The most memory a keystore header may ask Argon2id for (2 GiB, in KiB).
+pub const MAX_M_COST_KIB: u32 = 2 * 1024 * 1024;
+/// The most passes a keystore header may ask for.
+pub const MAX_T_COST: u32 = 64;
+/// The most lanes a keystore header may ask for.
+pub const MAX_P_COST: u32 = 16;
+/// The least memory `keystore init` accepts (OWASP's floor for Argon2id), in MiB.
+pub const MIN_INIT_MEMORY_MIB: u32 = 19;
+/// The fewest passes `keystore init` accepts.
+pub const MIN_INIT_PASSES: u32 = 2;
+
+impl Argon2Params {
+    /// Parameters from the command line's units (MiB, passes, lanes), checked
+    /// against the bounds `keystore init` accepts.
+    ///
+    /// # Errors
+    /// A message naming the option and its bounds.
+    pub fn for_init(memory_mib: u32, passes: u32, lanes: u32) -> Result<Self, String> {
+        let max_mib = MAX_M_COST_KIB / 1024;
+        if !(MIN_INIT_MEMORY_MIB..=max_mib).contains(&memory_mib) {
+            return Err(format!("--argon2-memory-mib {memory_mib}: must be {MIN_INIT_MEMORY_MIB}..={max_mib}"));
+        }
+        if !(MIN_INIT_PASSES..=MAX_T_COST).contains(&passes) {
+            return Err(format!("--argon2-passes {passes}: must be {MIN_INIT_PASSES}..={MAX_T_COST}"));
+        }
+        if !(1..=MAX_P_COST).contains(&lanes) {
+            return Err(format!("--argon2-lanes {lanes}: must be 1..={MAX_P_COST}"));
+        }
+        Ok(Self { m_cost: memory_mib * 1024, t_cost: passes, p_cost: lanes })
+    }
+
+    /// Checks parameters read from a keystore header before they are used:
+    /// a file cannot make the plugin allocate more than [`MAX_M_COST_KIB`].
+    ///
+    /// # Errors
+    /// A message naming the parameter and its bounds.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        if !(1..=MAX_P_COST).contains(&self.p_cost) {
+            return Err(format!("Argon2id lanes {} outside 1..={MAX_P_COST}", self.p_cost));
+        }
+        if !(1..=MAX_T_COST).contains(&self.t_cost) {
+            return Err(format!("Argon2id passes {} outside 1..={MAX_T_COST}", self.t_cost));
+        }
+        let min_m = 8 * self.p_cost;
+        if !(min_m..=MAX_M_COST_KIB).contains(&self.m_cost) {
+            return Err(format!(
+                "Argon2id memory {} KiB outside {min_m}..={MAX_M_COST_KIB} KiB (refusing to allocate it)",
+                self.m_cost
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -80,7 +135,11 @@ impl MasterKeySource {
             return Ok(false);
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| KeystoreError::io(parent, e))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| KeystoreError::io(parent, e))?;
         }
         let mut key = Zeroizing::new([0u8; 32]);
         qubesec_core::rand::fill(key.as_mut_slice())
@@ -111,6 +170,9 @@ impl MasterKeySource {
                 Ok(MasterKey(Zeroizing::new(key)))
             }
             (MasterKeySource::PassphraseFile(path), Kdf::Argon2id { params, salt }) => {
+                params
+                    .check_bounds()
+                    .map_err(|what| KeystoreError::Argon2Bounds { path: keystore.to_path_buf(), what })?;
                 let pass = read_passphrase(path)?;
                 let p = argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(32)).map_err(|e| {
                     KeystoreError::Corrupt { path: keystore.to_path_buf(), what: format!("Argon2id parameters: {e}") }
@@ -150,17 +212,73 @@ impl MasterKeySource {
 }
 
 fn read_secret(path: &Path) -> Result<SecretSlice<u8>, KeystoreError> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| KeystoreError::io(path, e))?);
+    let bytes = read_secret_file(path)?;
     Ok(SecretSlice::from(bytes.to_vec()))
 }
 
-/// Reads a passphrase (or PIN) file: one trailing `\n` or `\r\n` is dropped;
-/// an empty result is refused.
+/// The most bytes a secret file (master key, passphrase, PIN) may hold.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// Reads a secret file the way ssh reads a private key: refused unless it is
+/// a regular file owned by the user this process runs as and neither group
+/// nor others have any permission on it. The checks run on the opened file
+/// (no race between check and read); the error names the file and the fix.
 ///
 /// # Errors
-/// I/O errors, [`KeystoreError::MasterKeySource`] for an empty file.
+/// [`KeystoreError::UnsafeFile`], I/O errors.
+pub fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
+    read_secret_file_and_metadata(path).map(|(raw, _)| raw)
+}
+
+/// [`read_secret_file`], plus the metadata of the very file that was read
+/// (taken from the open descriptor, so it describes these bytes).
+fn read_secret_file_and_metadata(path: &Path) -> Result<(Zeroizing<Vec<u8>>, std::fs::Metadata), KeystoreError> {
+    let unsafe_file = |what: String| KeystoreError::UnsafeFile { path: path.to_path_buf(), what };
+    let mut f = std::fs::File::open(path).map_err(|e| KeystoreError::io(path, e))?;
+    let meta = f.metadata().map_err(|e| KeystoreError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(unsafe_file("not a regular file".into()));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(unsafe_file(format!(
+            "owned by uid {}, but qubesec-kms runs as uid {me}; run `chown {me} {}` (or run qubesec-kms as uid {})",
+            meta.uid(),
+            path.display(),
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(unsafe_file(format!(
+            "mode {mode:04o} gives group or others access to a secret; run `chmod 600 {}`",
+            path.display()
+        )));
+    }
+    if meta.len() > MAX_SECRET_FILE {
+        return Err(unsafe_file(format!("{} bytes is too large for a secret file", meta.len())));
+    }
+    let mut raw = Zeroizing::new(Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0)));
+    Read::by_ref(&mut f).take(MAX_SECRET_FILE).read_to_end(&mut raw).map_err(|e| KeystoreError::io(path, e))?;
+    Ok((raw, meta))
+}
+
+/// Reads a passphrase (or PIN) file (checked as [`read_secret_file`]): one
+/// trailing `\n` or `\r\n` is dropped; an empty result is refused.
+///
+/// # Errors
+/// I/O errors, [`KeystoreError::UnsafeFile`], [`KeystoreError::MasterKeySource`] for an empty file.
 pub fn read_passphrase(path: &Path) -> Result<SecretSlice<u8>, KeystoreError> {
-    let raw = Zeroizing::new(std::fs::read(path).map_err(|e| KeystoreError::io(path, e))?);
+    read_passphrase_and_metadata(path).map(|(pass, _)| pass)
+}
+
+/// [`read_passphrase`], plus the metadata of the file it came from (for the
+/// PKCS#11 PIN guard, which recognises a rewritten PIN file by it).
+///
+/// # Errors
+/// As [`read_passphrase`].
+pub fn read_passphrase_and_metadata(path: &Path) -> Result<(SecretSlice<u8>, std::fs::Metadata), KeystoreError> {
+    let (raw, meta) = read_secret_file_and_metadata(path)?;
     let mut end = raw.len();
     if raw[..end].ends_with(b"\n") {
         end -= 1;
@@ -171,13 +289,18 @@ pub fn read_passphrase(path: &Path) -> Result<SecretSlice<u8>, KeystoreError> {
     if end == 0 {
         return Err(KeystoreError::MasterKeySource { path: path.to_path_buf(), what: "the file is empty".into() });
     }
-    Ok(SecretSlice::from(raw[..end].to_vec()))
+    Ok((SecretSlice::from(raw[..end].to_vec()), meta))
 }
 
 /// A 256-bit master key (wiped on drop, redacted in `Debug`).
 pub struct MasterKey(Zeroizing<[u8; 32]>);
 
 impl MasterKey {
+    #[cfg(test)]
+    pub(crate) fn from_bytes(key: Zeroizing<[u8; 32]>) -> Self {
+        Self(key)
+    }
+
     pub(crate) fn bytes(&self) -> &[u8; 32] {
         &self.0
     }

@@ -10,8 +10,13 @@ fn key_file(dir: &Path) -> MasterKeySource {
 
 fn passphrase(dir: &Path, text: &str) -> MasterKeySource {
     let p = dir.join(format!("pass-{}", text.len()));
-    std::fs::write(&p, format!("{text}\n")).unwrap();
+    write_secret(&p, format!("{text}\n").as_bytes());
     MasterKeySource::PassphraseFile(p)
+}
+
+fn write_secret(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 #[test]
@@ -47,10 +52,10 @@ fn wrong_key_file_is_a_wrong_master_key() {
     let tmp = tempfile::tempdir().unwrap();
     let ks = Keystore::at(tmp.path());
     ks.init(&key_file(tmp.path()), FAST).unwrap();
-    std::fs::write(tmp.path().join("other.key"), [7u8; 32]).unwrap();
+    write_secret(&tmp.path().join("other.key"), &[7u8; 32]);
     let err = ks.open(&MasterKeySource::KeyFile(tmp.path().join("other.key"))).unwrap_err();
     assert!(matches!(err, KeystoreError::WrongMasterKey(_)), "{err}");
-    std::fs::write(tmp.path().join("short.key"), [7u8; 31]).unwrap();
+    write_secret(&tmp.path().join("short.key"), &[7u8; 31]);
     let err = ks.open(&MasterKeySource::KeyFile(tmp.path().join("short.key"))).unwrap_err();
     assert!(err.to_string().contains("exactly 32 bytes"), "{err}");
 }
@@ -80,9 +85,9 @@ fn corrupt_truncated_foreign_and_future_files_get_typed_errors() {
     assert!(matches!(ks.open(&source), Err(KeystoreError::Truncated { .. })));
 
     let mut future = good.clone();
-    future[9] = 2;
+    future[9] = 3;
     std::fs::write(ks.path(), &future).unwrap();
-    assert!(matches!(ks.open(&source), Err(KeystoreError::UnsupportedVersion { found: 2, .. })));
+    assert!(matches!(ks.open(&source), Err(KeystoreError::UnsupportedVersion { found: 3, .. })));
 
     let mut trailing = good.clone();
     trailing.push(0);
@@ -120,4 +125,94 @@ fn rotate_retire_and_reload() {
             .flatten()
             .any(|e| e.file_name().to_string_lossy().starts_with(TMP_PREFIX))
     );
+}
+
+/// Rewrites header bytes and fixes the trailing checksum (what an attacker
+/// with write access, or a bad editor, could produce).
+fn patch_header(file: &Path, at: usize, bytes: &[u8]) {
+    use sha2::Digest;
+    let mut data = std::fs::read(file).unwrap();
+    data[at..at + bytes.len()].copy_from_slice(bytes);
+    let body = data.len() - 32;
+    let sum = sha2::Sha256::digest(&data[..body]);
+    data[body..].copy_from_slice(&sum);
+    std::fs::write(file, data).unwrap();
+}
+
+#[test]
+fn argon2_parameters_are_bounded_before_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ks = Keystore::at(tmp.path().join("ks"));
+    let source = passphrase(tmp.path(), "a passphrase");
+    ks.init(&source, FAST).unwrap();
+    // 64 GiB of memory: refused, never allocated.
+    patch_header(ks.path(), 12, &(64u32 * 1024 * 1024).to_be_bytes());
+    let err = ks.open(&source).unwrap_err();
+    assert!(matches!(err, KeystoreError::Argon2Bounds { .. }), "{err}");
+    assert!(err.to_string().contains("refusing to allocate"), "{err}");
+    patch_header(ks.path(), 12, &64u32.to_be_bytes());
+    patch_header(ks.path(), 16, &1000u32.to_be_bytes());
+    assert!(ks.open(&source).unwrap_err().to_string().contains("passes 1000"));
+    patch_header(ks.path(), 16, &1u32.to_be_bytes());
+    patch_header(ks.path(), 20, &0u32.to_be_bytes());
+    assert!(ks.open(&source).unwrap_err().to_string().contains("lanes 0"));
+
+    // `init` options: defaults of at least 64 MiB and 3 passes, bounds named.
+    let d = Argon2Params::default();
+    assert!(d.m_cost >= 64 * 1024 && d.t_cost >= 3, "{d:?}");
+    assert!(Argon2Params::for_init(4096, 3, 1).unwrap_err().contains("--argon2-memory-mib"));
+    assert!(Argon2Params::for_init(8, 3, 1).unwrap_err().contains("--argon2-memory-mib"));
+    assert!(Argon2Params::for_init(64, 1, 1).unwrap_err().contains("--argon2-passes"));
+    assert!(Argon2Params::for_init(64, 3, 0).unwrap_err().contains("--argon2-lanes"));
+    assert_eq!(Argon2Params::for_init(64, 3, 1).unwrap(), d);
+}
+
+#[test]
+fn secret_files_readable_by_others_or_owned_by_another_user_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ks = Keystore::at(tmp.path().join("ks"));
+    let source = key_file(tmp.path());
+    ks.init(&source, FAST).unwrap();
+    let key = tmp.path().join("master.key");
+    for mode in [0o640, 0o604, 0o620, 0o644] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = ks.open(&source).unwrap_err();
+        assert!(matches!(err, KeystoreError::UnsafeFile { .. }), "{mode:o}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains(&key.display().to_string()) && msg.contains("chmod 600"), "{msg}");
+    }
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+    ks.open(&source).unwrap();
+    // Owned by someone else (the tests run as root in CI, which may chown).
+    let me = nix::unistd::geteuid().as_raw();
+    let other = me.wrapping_add(4242);
+    if nix::unistd::chown(&key, Some(nix::unistd::Uid::from_raw(other)), None).is_ok() {
+        let msg = ks.open(&source).unwrap_err().to_string();
+        assert!(msg.contains(&format!("owned by uid {other}")) && msg.contains(&format!("chown {me}")), "{msg}");
+    }
+    // A passphrase file too.
+    let pass = tmp.path().join("pass");
+    std::fs::write(&pass, "open to everyone\n").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = master::read_passphrase(&pass).unwrap_err();
+    assert!(matches!(err, KeystoreError::UnsafeFile { .. }), "{err}");
+}
+
+#[test]
+fn identity_is_created_with_the_keystore_and_sealed_by_its_master_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ks = Keystore::at(tmp.path().join("ks"));
+    let source = passphrase(tmp.path(), "identity test");
+    let opened = ks.init(&source, FAST).unwrap();
+    let id = ks.identity(&opened.master).unwrap();
+    let (again, created) = ks.ensure_identity(&source).unwrap();
+    assert!(!created);
+    assert_eq!(again.fingerprint(), id.fingerprint());
+    assert_eq!(std::fs::metadata(ks.identity_path()).unwrap().permissions().mode() & 0o777, 0o600);
+    // An older keystore without an identity gets one on request.
+    std::fs::remove_file(ks.identity_path()).unwrap();
+    assert!(ks.identity(&opened.master).unwrap_err().to_string().contains("keystore identity"));
+    let (fresh, created) = ks.ensure_identity(&source).unwrap();
+    assert!(created);
+    assert_ne!(fresh.fingerprint(), id.fingerprint());
 }

@@ -43,6 +43,7 @@ pub fn stderr(o: &Output) -> String {
 #[derive(Clone, Debug)]
 pub enum KeySource {
     Software { keystore: PathBuf, master_key: PathBuf },
+    Passphrase { keystore: PathBuf, passphrase: PathBuf },
     SoftHsm(SoftHsm),
 }
 
@@ -73,13 +74,19 @@ impl KeySource {
                 "--master-key-file".into(),
                 master_key.display().to_string(),
             ],
+            KeySource::Passphrase { keystore, passphrase } => vec![
+                "--keystore".into(),
+                keystore.display().to_string(),
+                "--passphrase-file".into(),
+                passphrase.display().to_string(),
+            ],
             KeySource::SoftHsm(h) => h.args(),
         }
     }
 
     pub fn env(&self) -> Vec<(String, String)> {
         match self {
-            KeySource::Software { .. } => vec![],
+            KeySource::Software { .. } | KeySource::Passphrase { .. } => vec![],
             KeySource::SoftHsm(h) => vec![("SOFTHSM2_CONF".into(), h.conf.display().to_string())],
         }
     }
@@ -106,6 +113,7 @@ pub struct SoftHsm {
     pub tokendir: PathBuf,
     pub pin_file: PathBuf,
     pub label: String,
+    pub state_dir: PathBuf,
 }
 
 impl SoftHsm {
@@ -126,8 +134,9 @@ impl SoftHsm {
             .expect("softhsm2-util runs");
         assert!(out.status.success(), "softhsm2-util: {}{}", stdout(&out), stderr(&out));
         let pin_file = dir.join("pin");
-        std::fs::write(&pin_file, format!("{USER_PIN}\n")).unwrap();
-        SoftHsm { conf, tokendir, pin_file, label: label.to_owned() }
+        write_secret(&pin_file, format!("{USER_PIN}\n").as_bytes());
+        let state_dir = dir.join("state");
+        SoftHsm { conf, tokendir, pin_file, label: label.to_owned(), state_dir }
     }
 
     pub fn args(&self) -> Vec<String> {
@@ -140,7 +149,34 @@ impl SoftHsm {
             self.pin_file.display().to_string(),
             "--key-label".into(),
             "qubesec-kek".into(),
+            "--state-dir".into(),
+            self.state_dir.display().to_string(),
         ]
+    }
+}
+
+/// Writes a secret file with mode 0600 (the plugin refuses anything looser).
+pub fn write_secret(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Waits until Status reports something other than "ok" containing `needle`.
+pub async fn wait_unhealthy(plugin: &mut Plugin, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = plugin.status().await
+            && s.healthz != "ok"
+            && s.healthz.contains(needle)
+        {
+            return s.healthz;
+        }
+        if let Ok(Some(code)) = plugin.child.try_wait() {
+            panic!("plugin exited with {code}:\n{}", plugin.log_text());
+        }
+        assert!(Instant::now() < deadline, "Status never reported {needle:?}:\n{}", plugin.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -153,6 +189,13 @@ pub struct Plugin {
 
 impl Plugin {
     pub async fn start(source: &KeySource, socket: &Path, log: &Path, extra: &[&str]) -> Plugin {
+        let mut plugin = Self::spawn(source, socket, log, extra).await;
+        plugin.wait_healthy(Duration::from_secs(30)).await;
+        plugin
+    }
+
+    /// Starts `serve` and waits only for its socket (not for health).
+    pub async fn spawn(source: &KeySource, socket: &Path, log: &Path, extra: &[&str]) -> Plugin {
         let mut args: Vec<String> = vec!["serve".into(), "--socket".into(), socket.display().to_string()];
         args.extend(source.args());
         args.extend(extra.iter().map(|s| s.to_string()));
@@ -162,10 +205,16 @@ impl Plugin {
         for (k, v) in source.env() {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().unwrap();
-        let mut plugin = Plugin { child, socket: socket.to_path_buf(), log: log.to_path_buf() };
-        plugin.wait_healthy(Duration::from_secs(30)).await;
-        plugin
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while qubesec_kms::client::connect(socket).await.is_err() {
+            if let Ok(Some(code)) = child.try_wait() {
+                panic!("plugin exited with {code}:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+            }
+            assert!(Instant::now() < deadline, "plugin socket not up in 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Plugin { child, socket: socket.to_path_buf(), log: log.to_path_buf() }
     }
 
     pub fn pid(&self) -> u32 {
@@ -242,4 +291,66 @@ pub fn encrypted_object_key_id(protobuf: &[u8]) -> String {
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A node's KEM key pair for receiving bundles: PEM files and the fingerprint
+/// compared out of band.
+#[derive(Clone, Debug)]
+pub struct Receiver {
+    pub key: PathBuf,
+    pub public: PathBuf,
+    pub fingerprint: String,
+}
+
+impl Receiver {
+    pub fn new(dir: &Path, alg: qubesec_core::KemAlgorithm) -> Receiver {
+        let sk = qubesec_core::PrivateKey::generate(qubesec_core::Algorithm::Kem(alg)).unwrap();
+        let pk = sk.public_key().unwrap();
+        let key = dir.join("node.key.pem");
+        write_secret(&key, sk.to_pkcs8_pem().unwrap().as_bytes());
+        let public = dir.join("node.pub.pem");
+        std::fs::write(&public, pk.to_spki_pem().unwrap()).unwrap();
+        let fingerprint = qubesec_core::Fingerprint::of_public_key(&pk).unwrap().to_string();
+        Receiver { key, public, fingerprint }
+    }
+}
+
+impl KeySource {
+    /// `export` to `to`, checked against its fingerprint; returns stdout.
+    pub fn export_to(&self, to: &Receiver, out: &Path) -> String {
+        self.cli(&[
+            "export",
+            "--recipient",
+            to.public.to_str().unwrap(),
+            "--recipient-fingerprint",
+            &to.fingerprint,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    }
+
+    /// The node identity fingerprint `keystore status` prints.
+    pub fn identity_fingerprint(&self) -> String {
+        let out = self.cli(&["keystore", "status"]);
+        out.lines().find_map(|l| l.strip_prefix("identity: ")).expect(&out).split(' ').next().unwrap().to_owned()
+    }
+
+    /// `import` arguments for a bundle sealed to `me` and signed by `trusted`.
+    pub fn import_args(&self, me: &Receiver, trusted: &str, bundle: &Path) -> Vec<String> {
+        let mut args = vec!["import".to_owned(), "--recipient-key".into(), me.key.display().to_string()];
+        args.extend(["--trusted-signer".into(), trusted.to_owned(), "--in".into(), bundle.display().to_string()]);
+        args.extend(self.args());
+        args
+    }
+}
+
+/// The forms a leaked secret could take in text: raw, hex, HEX, base64.
+pub fn secret_forms(bytes: &[u8]) -> [(&'static str, Vec<u8>); 4] {
+    use base64::Engine;
+    [
+        ("raw", bytes.to_vec()),
+        ("hex", hex::encode(bytes).into_bytes()),
+        ("HEX", hex::encode_upper(bytes).into_bytes()),
+        ("base64", base64::engine::general_purpose::STANDARD.encode(bytes).into_bytes()),
+    ]
 }
